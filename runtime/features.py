@@ -1,0 +1,278 @@
+"""The one feature pipeline: pen samples in, model frames out, incrementally.
+
+Training and the device use the same :class:`FeatureExtractor`. It keeps its own state, so
+``accept`` can be fed any chunking of a sample (one point at a time, bursts, the whole sample)
+and the frames are *bit-identical* to feeding the whole sample at once: every point goes through
+the same scalar code path in the same order.
+
+How the frames are made independent of the writer's position, size, the device and its rate:
+
+* **Translation**: frames hold displacements and positions relative to a running mean, never
+  absolute coordinates.
+* **Scale** (a tablet in 0.01 mm vs a panel in pixels, small vs large writing): every length is
+  divided by a running *ink scale*, ``max(sd_y, extent_floor * largest stroke extent)``, where
+  ``sd_y`` is the arc-length-weighted standard deviation of pen-down y (a covariant estimator:
+  scaling the ink by k scales it by k, so frames do not change). Statistics decay over a window of
+  ``window`` scale units, so a long session or wrapped text adapts.
+* **Sampling rate**: the pen-down trajectory is resampled at equal arc-length steps of
+  ``step * scale``; the statistics are exact integrals over the polyline, not sums over samples.
+* **Pen-up gaps**: the time between strokes is ignored; a stroke boundary is one *jump* frame
+  carrying the displacement from the last pen-down point to the next.
+
+Frame layout (``NUM_FEATURES`` = 7, float32):
+``0 dx, 1 dy`` displacement since the previous frame in step units (log-compressed beyond 1),
+``2 jump`` 1 on a pen-up jump frame, ``3 y_rel`` (y - running mean) / scale clipped,
+``4 cos_turn, 5 sin_turn`` turning angle against the previous in-stroke frame,
+``6 stroke_end`` 1 on the last frame of a stroke (emitted as soon as the pen lifts).
+
+Malformed input: a non-finite x or y raises ``ValueError`` naming the sample; a non-finite t
+raises as well; time going backwards is repaired by clamping to the running maximum (counted in
+``time_repairs``); an empty input yields no frames. The features do not use t at all, but the
+runtime's endpoint rule does, so t is kept monotone here.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+FEATURE_VERSION = "inkstream-features-1"
+NUM_FEATURES = 7
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Parameters of the feature pipeline; stored in every checkpoint and ONNX file."""
+
+    step: float = 0.5  # resampling step, in units of the ink scale
+    window: float = 300.0  # statistics window, in ink-scale units of pen-down path
+    extent_floor: float = 0.05  # scale >= extent_floor * largest stroke extent (for flat ink such as '-')
+    max_frames_per_segment: int = 8  # bounds frames from one raw segment while the scale is still tiny
+    y_rel_clip: float = 4.0
+
+    def __post_init__(self):
+        if not (self.step > 0 and self.window > 0 and self.extent_floor > 0):
+            raise ValueError(f"FeatureConfig: step, window and extent_floor must be > 0, got {self}")
+        if self.max_frames_per_segment < 1:
+            raise ValueError("FeatureConfig: max_frames_per_segment must be >= 1")
+
+    def to_json(self) -> str:
+        return json.dumps({"version": FEATURE_VERSION, **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureConfig":
+        d = json.loads(text)
+        version = d.pop("version", None)
+        if version != FEATURE_VERSION:
+            raise ValueError(f"feature config version {version!r} is not {FEATURE_VERSION!r}")
+        return cls(**d)
+
+
+def _compress(v: float) -> float:
+    # identity on [-1, 1], logarithmic beyond: keeps in-stroke directions exact and bounds jumps
+    if v > 1.0:
+        return 1.0 + math.log(v)
+    if v < -1.0:
+        return -1.0 - math.log(-v)
+    return v
+
+
+class FeatureExtractor:
+    """Incremental pen-samples -> frames. One instance per stream; see the module docstring."""
+
+    def __init__(self, config: FeatureConfig = FeatureConfig()):
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a new line or a new sample)."""
+        self.samples_seen = 0
+        self.frames_emitted = 0
+        self.time_repairs = 0
+        self._last_t = -math.inf
+        # running pen-down statistics (arc-length weighted integrals of y)
+        self._w = 0.0
+        self._s1 = 0.0
+        self._s2 = 0.0
+        self._max_extent = 0.0
+        # current stroke
+        self._in_stroke = False
+        self._px = self._py = 0.0  # previous raw point of the stroke
+        self._ex = self._ey = 0.0  # last emitted (resampled) point
+        self._acc = 0.0  # path length from the last emitted point to the previous raw point
+        self._bx0 = self._by0 = self._bx1 = self._by1 = 0.0  # current stroke bbox
+        self._stroke_frames = 0
+        self._have_prev_stroke = False
+        self._endx = self._endy = 0.0  # where the previous stroke ended
+        self._last_dir = None  # (dx, dy) of the previous in-stroke frame
+
+    # ---- statistics -------------------------------------------------------------------
+    def scale(self) -> float:
+        """The current ink scale (0.0 until the ink has any extent)."""
+        if self._w > 0.0:
+            m = self._s1 / self._w
+            var = self._s2 / self._w - m * m
+            sd = math.sqrt(var) if var > 0.0 else 0.0
+        else:
+            sd = 0.0
+        return max(sd, self.config.extent_floor * self._max_extent)
+
+    def _add_segment(self, x0, y0, x1, y1, length):
+        # exact integral of y and y^2 along the segment, weighted by arc length
+        m = 0.5 * (y0 + y1)
+        d = y1 - y0
+        self._w += length
+        self._s1 += length * m
+        self._s2 += length * (m * m + d * d / 12.0)
+        if x1 < self._bx0: self._bx0 = x1
+        if x1 > self._bx1: self._bx1 = x1
+        if y1 < self._by0: self._by0 = y1
+        if y1 > self._by1: self._by1 = y1
+        ext = max(self._bx1 - self._bx0, self._by1 - self._by0)
+        if ext > self._max_extent:
+            self._max_extent = ext
+        s = self.scale()
+        limit = self.config.window * s
+        if s > 0.0 and self._w > limit:
+            f = limit / self._w
+            self._w *= f
+            self._s1 *= f
+            self._s2 *= f
+
+    # ---- frames -----------------------------------------------------------------------
+    def _frame(self, out, src, idx, x, y, dx, dy, jump, end):
+        s = self.scale()
+        step = self.config.step * s
+        if step <= 0.0:
+            step = 1.0  # only for a jump emitted before any extent exists; dx=dy=0 then anyway
+        fx, fy = dx / step, dy / step
+        mean = self._s1 / self._w if self._w > 0.0 else y
+        yr = (y - mean) / s if s > 0.0 else 0.0
+        c = self.config.y_rel_clip
+        yr = c if yr > c else (-c if yr < -c else yr)
+        ct, st = 1.0, 0.0
+        if not jump:
+            n = math.hypot(dx, dy)
+            if self._last_dir is not None and n > 0.0:
+                lx, ly, ln = self._last_dir
+                ct = (lx * dx + ly * dy) / (ln * n)
+                st = (lx * dy - ly * dx) / (ln * n)
+            if n > 0.0:
+                self._last_dir = (dx, dy, n)
+        else:
+            self._last_dir = None
+        out.append((_compress(fx), _compress(fy), 1.0 if jump else 0.0, yr, ct, st, 1.0 if end else 0.0))
+        src.append(idx)
+
+    def _point(self, out, src, idx, x, y, pen_up_after):
+        cfg = self.config
+        if not self._in_stroke:
+            self._in_stroke = True
+            self._bx0 = self._bx1 = x
+            self._by0 = self._by1 = y
+            self._stroke_frames = 0
+            self._last_dir = None
+            if self._have_prev_stroke:
+                self._frame(out, src, idx, x, y, x - self._endx, y - self._endy, True, False)
+            self._px, self._py = x, y
+            self._ex, self._ey = x, y
+            self._acc = 0.0
+        else:
+            seg = math.hypot(x - self._px, y - self._py)
+            if seg > 0.0:
+                self._add_segment(self._px, self._py, x, y, seg)
+                # equidistant resampling along the polyline
+                ax, ay = self._px, self._py
+                remaining = seg
+                emitted = 0
+                while True:
+                    step = cfg.step * self.scale()
+                    if step <= 0.0 or self._acc + remaining < step:
+                        break
+                    if emitted >= cfg.max_frames_per_segment:
+                        remaining = 0.0
+                        self._ex, self._ey = x, y
+                        self._acc = 0.0
+                        break
+                    need = step - self._acc
+                    r = need / remaining
+                    nx = ax + (x - ax) * r
+                    ny = ay + (y - ay) * r
+                    self._frame(out, src, idx, nx, ny, nx - self._ex, ny - self._ey, False, False)
+                    self._stroke_frames += 1
+                    emitted += 1
+                    remaining -= need
+                    ax, ay = nx, ny
+                    self._ex, self._ey = nx, ny
+                    self._acc = 0.0
+                self._acc += remaining
+                self._px, self._py = x, y
+        if pen_up_after:
+            # close the stroke now: the pen lift is information the model should get at once
+            self._frame(out, src, idx, x, y, x - self._ex, y - self._ey, False, True)
+            self._in_stroke = False
+            self._have_prev_stroke = True
+            self._endx, self._endy = x, y
+
+    def accept(self, points, return_sources: bool = False):
+        """Feed pen samples; returns the frames they complete, ``(k, NUM_FEATURES)`` float32.
+
+        ``points`` is ``(n, 4)`` ``x, y, t, pen_up_after`` (or ``(n, 3)`` without the pen column,
+        meaning all pen-down). With ``return_sources=True`` also returns, per frame, the global
+        index of the sample that completed it (for aligning characters to ink).
+        """
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim == 1 and pts.size in (3, 4):
+            pts = pts[None, :]
+        if pts.ndim != 2 or pts.shape[1] not in (3, 4):
+            raise ValueError(f"FeatureExtractor.accept: expected (n, 4) x, y, t, pen_up_after; got shape {pts.shape}")
+        if pts.shape[0]:
+            finite = np.isfinite(pts)
+            if not finite.all():
+                row = int(np.flatnonzero(~finite.all(axis=1))[0])
+                raise ValueError(
+                    f"FeatureExtractor.accept: sample {self.samples_seen + row} has a non-finite value {pts[row].tolist()}")
+        out: list = []
+        src: list = []
+        has_pen = pts.shape[1] == 4
+        for row in pts.tolist():
+            t = row[2]
+            if t < self._last_t:
+                self.time_repairs += 1
+            else:
+                self._last_t = t
+            self._point(out, src, self.samples_seen, row[0], row[1], has_pen and row[3] > 0.5)
+            self.samples_seen += 1
+        frames = np.array(out, dtype=np.float32).reshape(-1, NUM_FEATURES)
+        self.frames_emitted += len(frames)
+        if return_sources:
+            return frames, np.array(src, dtype=np.int64)
+        return frames
+
+    def flush(self, return_sources: bool = False):
+        """End of input: close an unfinished stroke. Returns its frames (possibly none)."""
+        out: list = []
+        src: list = []
+        if self._in_stroke:
+            idx = self.samples_seen - 1
+            self._frame(out, src, idx, self._px, self._py, self._px - self._ex, self._py - self._ey, False, True)
+            self._in_stroke = False
+            self._have_prev_stroke = True
+            self._endx, self._endy = self._px, self._py
+        frames = np.array(out, dtype=np.float32).reshape(-1, NUM_FEATURES)
+        self.frames_emitted += len(frames)
+        if return_sources:
+            return frames, np.array(src, dtype=np.int64)
+        return frames
+
+
+def extract(points, config: FeatureConfig = FeatureConfig(), return_sources: bool = False):
+    """Frames of a whole sample: ``accept`` then ``flush`` on a fresh extractor."""
+    fx = FeatureExtractor(config)
+    if return_sources:
+        a, sa = fx.accept(points, return_sources=True)
+        b, sb = fx.flush(return_sources=True)
+        return np.concatenate([a, b]), np.concatenate([sa, sb])
+    return np.concatenate([fx.accept(points), fx.flush()])
