@@ -1,0 +1,142 @@
+"""Loading an inkstream ONNX model: metadata checks, session settings, zero states.
+
+The ONNX file is the contract between ``export`` and the runtime: inputs ``x (batch, time,
+features)``, ``h``, ``c`` (``(layers, batch, hidden)``), outputs ``log_probs (batch, time,
+classes)``, ``h_out``, ``c_out``; and string metadata (``METADATA_KEYS``) that describe the model
+and its features. A file that lacks a key or has another format version is refused with a message
+naming the key.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from runtime.alphabet import Alphabet
+from runtime.features import FeatureConfig
+
+MODEL_TYPE = "inkstream-online-lstm-ctc"
+FORMAT_VERSION = "1"
+METADATA_KEYS = ("model_type", "format_version", "num_layers", "hidden_size", "num_features", "num_classes",
+                 "feature_config", "alphabet", "blank_id")
+INPUT_NAMES = ("x", "h", "c")
+OUTPUT_NAMES = ("log_probs", "h_out", "c_out")
+
+
+class ModelFileError(ValueError):
+    """The file is not an inkstream model this runtime understands."""
+
+
+def default_model_path(int8: bool = False) -> Path:
+    """The model shipped inside the package (``runtime/models/``)."""
+    name = "model.int8.onnx" if int8 else "model.onnx"
+    return Path(str(resources.files("runtime.models").joinpath(name)))
+
+
+def session_options(threads: int = 1, spinning: bool = False):
+    """onnxruntime options for streaming: one thread, sequential, no busy-waiting by default.
+
+    Spinning makes an idle recognizer burn a core between pen samples; on a small board that is
+    the whole CPU budget, so it is off unless asked for.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+    return so
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the ONNX metadata says about the model."""
+
+    num_layers: int
+    hidden_size: int
+    num_features: int
+    num_classes: int
+    feature_config: FeatureConfig
+    alphabet: Alphabet
+    metadata: dict
+
+    @classmethod
+    def from_metadata(cls, meta: dict, path: str = "<model>") -> "ModelInfo":
+        missing = [k for k in METADATA_KEYS if k not in meta]
+        if missing:
+            if "model_type" in missing:
+                raise ModelFileError(f"{path}: not an inkstream model (metadata key 'model_type' is missing)")
+            raise ModelFileError(f"{path}: metadata key {missing[0]!r} is missing")
+        if meta["model_type"] != MODEL_TYPE:
+            raise ModelFileError(f"{path}: model_type {meta['model_type']!r} is not {MODEL_TYPE!r}")
+        if meta["format_version"] != FORMAT_VERSION:
+            raise ModelFileError(f"{path}: format_version {meta['format_version']!r}; this runtime reads "
+                                 f"{FORMAT_VERSION!r}")
+        try:
+            ints = {k: int(meta[k]) for k in ("num_layers", "hidden_size", "num_features", "num_classes", "blank_id")}
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: metadata has a non-integer size ({exc})") from None
+        try:
+            fcfg = FeatureConfig.from_json(meta["feature_config"])
+        except (ValueError, TypeError) as exc:
+            raise ModelFileError(f"{path}: metadata key 'feature_config' is unusable: {exc}") from None
+        chars = json.loads(meta["alphabet"])
+        alphabet = Alphabet(chars, blank=ints["blank_id"])
+        if alphabet.size != ints["num_classes"]:
+            raise ModelFileError(f"{path}: alphabet has {alphabet.size} symbols with blank, num_classes says "
+                                 f"{ints['num_classes']}")
+        return cls(ints["num_layers"], ints["hidden_size"], ints["num_features"], ints["num_classes"], fcfg,
+                   alphabet, dict(meta))
+
+
+class OnnxModel:
+    """An onnxruntime session over an inkstream model, plus what its metadata says.
+
+    ``step(x, h, c)`` runs frames ``(B, T, F)`` from states ``(L, B, H)`` and returns
+    ``(log_probs, h_out, c_out)`` as numpy arrays. Holds no per-input state.
+    """
+
+    def __init__(self, path: Optional[str | os.PathLike] = None, threads: int = 1, spinning: bool = False):
+        import onnxruntime as ort
+
+        self.path = str(path or default_model_path())
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"model file {self.path} does not exist")
+        try:
+            self.session = ort.InferenceSession(self.path, session_options(threads, spinning),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelFileError(f"{self.path}: onnxruntime cannot load it ({exc})") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(meta, self.path)
+        names_in = tuple(i.name for i in self.session.get_inputs())
+        names_out = tuple(o.name for o in self.session.get_outputs())
+        if names_in != INPUT_NAMES or names_out != OUTPUT_NAMES:
+            raise ModelFileError(f"{self.path}: inputs {names_in} / outputs {names_out}, expected "
+                                 f"{INPUT_NAMES} / {OUTPUT_NAMES}")
+
+    @property
+    def alphabet(self) -> Alphabet:
+        return self.info.alphabet
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self.info.feature_config
+
+    def zero_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.info.num_layers, batch, self.info.hidden_size)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 3 or x.shape[2] != self.info.num_features:
+            raise ValueError(f"frames must be (batch, time, {self.info.num_features}), got {x.shape}")
+        return self.session.run(None, {"x": x, "h": h, "c": c})
