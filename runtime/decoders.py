@@ -1,0 +1,54 @@
+"""CTC decoders that run incrementally: log-probs arrive chunk by chunk, state is carried.
+
+A decoder is stateless itself; its per-stream state lives in an object made by ``new_state()``
+and kept by the stream. Every decoder offers:
+
+* ``new_state()``
+* ``accept(state, log_probs)``: ``(T, C)`` log-probabilities of the next T frames
+* ``result(state) -> (text, emissions)`` where ``emissions`` lists, per character of ``text``,
+  the global frame index at which CTC emitted it (the alignment used to map text back to ink)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.alphabet import Alphabet
+
+
+@dataclass
+class GreedyState:
+    prev: int = 0  # label of the previous frame: carried across chunks so repeats are handled right
+    frames: int = 0
+    ids: list = field(default_factory=list)
+    emissions: list = field(default_factory=list)
+
+
+class CtcGreedyDecoder:
+    """Best-path decoding: argmax per frame, merge repeats, drop blanks."""
+
+    name = "greedy"
+
+    def __init__(self, alphabet: Alphabet):
+        self.alphabet = alphabet
+
+    def new_state(self) -> GreedyState:
+        return GreedyState(prev=self.alphabet.blank)
+
+    def accept(self, state: GreedyState, log_probs: np.ndarray) -> None:
+        best = np.asarray(log_probs).argmax(axis=-1)
+        if len(best) == 0:
+            return
+        prevs = np.empty_like(best)
+        prevs[0] = state.prev
+        prevs[1:] = best[:-1]
+        new = np.flatnonzero((best != self.alphabet.blank) & (best != prevs))
+        if len(new):
+            state.ids.extend(best[new].tolist())
+            state.emissions.extend((new + state.frames).tolist())
+        state.prev = int(best[-1])
+        state.frames += len(best)
+
+    def result(self, state: GreedyState):
+        return self.alphabet.decode(state.ids), list(state.emissions)

@@ -1,0 +1,101 @@
+"""Reading ink from files: one entry point for every format inkstream understands.
+
+:func:`read_ink_file` turns a path into Inks by its kind:
+
+==============================  ===============================================================
+``*.npz``                       a corpus file (``../shared/data/README.md``), via
+                                :func:`runtime.ink.load_corpus`; one Ink per sample
+``*.inkml``                     W3C InkML, via :func:`runtime.inkml.read_inkml` (default level)
+``*.xml``                       one IAM-OnDB ``lineStrokes`` file; its text comes from the
+                                form's ascii file when one is found by walking up to the
+                                IAM-OnDB root, else it is None
+a folder with ``lineStrokes/``  an IAM-OnDB root, via :func:`runtime.iamondb.read_iamondb`
+and ``ascii/``
+==============================  ===============================================================
+
+:func:`iter_corpus_samples` is the flat, fast view evaluation needs: ``(points, text, id)``.
+The format modules are re-exported here so callers need one import.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Union
+
+import numpy as np
+
+from runtime.iamondb import (IamOnDbWarning, find_ascii_for_line, is_iamondb_root, read_csr_lines,
+                             read_form_list, read_iamondb, read_iamondb_line)
+from runtime.ink import Ink, InkFormatError, load_corpus
+from runtime.inkml import read_inkml, write_inkml
+
+__all__ = [
+    "read_ink_file",
+    "iter_corpus_samples",
+    "read_iamondb",
+    "read_iamondb_line",
+    "read_inkml",
+    "write_inkml",
+    "read_form_list",
+    "IamOnDbWarning",
+    "InkFormatError",
+]
+
+PathLike = Union[str, os.PathLike]
+FormsArg = Union[None, PathLike, Iterable[str]]
+
+
+def _text_of_line(xml_path: Path) -> Optional[str]:
+    """The CSR line of an IAM-OnDB line file, or None when its ascii file or line is missing."""
+    ascii_path = find_ascii_for_line(xml_path)
+    if ascii_path is None:
+        return None
+    csr = read_csr_lines(ascii_path)
+    try:
+        number = int(xml_path.stem.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    return csr[number - 1] if 1 <= number <= len(csr) else None
+
+
+def read_ink_file(path: PathLike, forms: FormsArg = None) -> list[Ink]:
+    """Read any supported ink file or IAM-OnDB root (see the module docstring).
+
+    ``forms`` (a split list file or ids) only applies to an IAM-OnDB root. Raises
+    :class:`InkFormatError` for malformed content and for paths of no known kind,
+    FileNotFoundError when the path does not exist.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(p)
+    if p.is_dir():
+        if is_iamondb_root(p):
+            return read_iamondb(p, forms=forms)
+        raise InkFormatError(f"{p}: a folder that is not an IAM-OnDB root (needs lineStrokes/ and ascii/)")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        return list(load_corpus(p))
+    if suffix == ".inkml":
+        return read_inkml(p)
+    if suffix == ".xml":
+        return [read_iamondb_line(p, text=_text_of_line(p))]
+    raise InkFormatError(f"{p}: unknown ink file type {p.suffix!r} (expected .npz, .inkml, .xml or an IAM-OnDB folder)")
+
+
+def iter_corpus_samples(path: PathLike, forms: FormsArg = None) -> Iterator[tuple[np.ndarray, Optional[str], str]]:
+    """Yield ``(points, text, id)`` for every sample of a corpus ``.npz`` or an IAM-OnDB root.
+
+    ``points`` is an ``(N, 4)`` float32 array ``x, y, t, pen_up_after`` (for an npz a view
+    into the corpus's array: copy before changing it). ``forms`` filters an IAM-OnDB root by
+    form id (a split list file or ids). Any other path is read with :func:`read_ink_file`.
+    """
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".npz":
+        if forms is not None:
+            raise ValueError(f"{p}: forms= filters an IAM-OnDB root, not a corpus npz")
+        corpus = load_corpus(p)
+        for i in range(len(corpus)):
+            yield corpus.points(i), str(corpus.texts[i]), str(corpus.ids[i])
+        return
+    for ink in read_ink_file(p, forms=forms):
+        yield ink.to_points().astype(np.float32), ink.text, ink.id

@@ -1,0 +1,289 @@
+"""The streaming recognizer: one model, many streams.
+
+Shaped after the streaming speech recognizers people already use (sherpa-onnx): the
+:class:`StreamingRecognizer` holds the ONNX session, the alphabet and the decoder and *no
+per-input state*; an :class:`InkStream` holds everything per input (feature extractor, frames
+waiting for the model, LSTM h and c, decoder state, sample and frame counts). Batching many
+streams is stacking their states on the batch axis.
+
+Typical use::
+
+    rec = StreamingRecognizer()                 # the shipped model
+    s = rec.create_stream()
+    s.accept_samples(points)                    # (n, 4) x, y, t, pen_up_after; any chunking
+    while rec.is_ready(s):
+        rec.decode_stream(s)
+    print(rec.get_result(s).text)
+    if rec.is_endpoint(s):                      # pen-up pause, end of line, or input finished
+        line = rec.get_result(s); rec.reset(s)
+
+Cost per pen sample is constant: features are incremental, the LSTM state is carried, and all
+frames that have arrived run in one onnxruntime call.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from runtime.decoders import CtcGreedyDecoder
+from runtime.features import NUM_FEATURES, FeatureExtractor
+from runtime.model import OnnxModel
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """When a line is over.
+
+    * ``pause_s``: the pen has been up this long (device time) after text was recognised;
+    * ``line_break``: a new stroke starts more than ``newline_dx`` ink scales to the left of where
+      the line has reached and ``newline_dy`` scales lower (the writer went to the next line).
+    """
+
+    pause_s: float = 1.5
+    line_break: bool = True
+    newline_dx: float = 6.0
+    newline_dy: float = 1.5
+
+    def __post_init__(self):
+        if self.pause_s <= 0:
+            raise ValueError(f"EndpointConfig.pause_s must be > 0, got {self.pause_s}")
+
+
+@dataclass(frozen=True)
+class CharAlignment:
+    """One recognised character and the ink it came from (from the CTC alignment)."""
+
+    char: str
+    frame: int  # global frame index (since the last reset) at which it was emitted
+    sample_start: int  # first pen sample (index since the last reset) attributed to it
+    sample_end: int  # one past the last
+    strokes: tuple  # indices of the strokes (since the last reset) it touches
+
+
+@dataclass(frozen=True)
+class RecognitionResult:
+    text: str
+    is_final: bool
+    chars: tuple = ()
+    num_samples: int = 0
+    num_frames: int = 0
+
+
+class InkStream:
+    """All per-input state of one pen stream. Create with :meth:`StreamingRecognizer.create_stream`."""
+
+    def __init__(self, recognizer: "StreamingRecognizer"):
+        self._rec = recognizer
+        self.features = FeatureExtractor(recognizer.model.feature_config)
+        self.h, self.c = recognizer.model.zero_state(1)
+        self.decoder_state = recognizer.decoder.new_state()
+        self.pending = np.zeros((0, NUM_FEATURES), np.float32)
+        self.frame_samples: list = []  # per frame: index of the sample that completed it
+        self.stroke_of_sample: list = []  # per sample: stroke index
+        self.samples = 0
+        self.frames_decoded = 0
+        self.finished = False
+        self.last_t = None
+        self.pen_up_since: Optional[float] = None
+        self.held_back: Optional[np.ndarray] = None  # samples of the next line, replayed after reset
+        self._stroke = 0
+        self._stroke_open = False
+        self._max_x = -np.inf
+        self._max_y = -np.inf
+
+    def accept_samples(self, points) -> None:
+        """Feed pen samples ``(n, 4)`` ``x, y, t, pen_up_after`` (one row or many, any chunking).
+
+        Raises RuntimeError after :meth:`input_finished`; ValueError on malformed samples (the
+        stream is unchanged then).
+        """
+        if self.finished:
+            raise RuntimeError("InkStream.accept_samples called after input_finished(); reset() the stream first")
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim == 1:
+            pts = pts[None, :]
+        if pts.ndim != 2 or pts.shape[1] != 4:
+            raise ValueError(f"accept_samples expects (n, 4) x, y, t, pen_up_after; got shape {pts.shape}")
+        if len(pts) == 0:
+            return
+        if self.held_back is not None:  # a line break is waiting for reset(): keep the samples for the next line
+            self.held_back = np.concatenate([self.held_back, pts])
+            return
+        if self._rec.endpoint.line_break and self.samples and not self._stroke_open:
+            cut = self._line_break_at(pts)
+            if cut is not None:
+                if cut > 0:
+                    self._accept(pts[:cut])
+                self.held_back = pts[cut:].copy()
+                return
+        self._accept(pts)
+
+    def _line_break_at(self, pts) -> Optional[int]:
+        """Index in ``pts`` of a stroke start that begins a new line, or None."""
+        scale = self.features.scale()
+        if scale <= 0:
+            return None
+        cfg = self._rec.endpoint
+        starts = [0] + (np.flatnonzero(pts[:-1, 3] > 0.5) + 1).tolist()
+        if starts[0] != 0 or self._stroke_open:
+            starts = starts[1:]
+        ymax = self._max_y
+        for s in starts:
+            x, y = pts[s, 0], pts[s, 1]
+            if self._max_x - x > cfg.newline_dx * scale and y - ymax > cfg.newline_dy * scale - (ymax - self._ymean()):
+                return s
+        return None
+
+    def _ymean(self) -> float:
+        f = self.features
+        return f._s1 / f._w if f._w > 0 else self._max_y
+
+    def _accept(self, pts: np.ndarray) -> None:
+        frames, sources = self.features.accept(pts, return_sources=True)
+        ends = pts[:, 3] > 0.5
+        for e in ends:
+            self.stroke_of_sample.append(self._stroke)
+            if e:
+                self._stroke += 1
+        self._stroke_open = not ends[-1]
+        down = pts[:, :2]
+        self._max_x = max(self._max_x, float(down[:, 0].max()))
+        self._max_y = max(self._max_y, float(np.median(down[:, 1])))
+        self.samples += len(pts)
+        self.last_t = float(pts[-1, 2])
+        self.pen_up_since = self.last_t if ends[-1] else None
+        self._push(frames, sources)
+
+    def _push(self, frames, sources) -> None:
+        if len(frames):
+            self.pending = frames if len(self.pending) == 0 else np.concatenate([self.pending, frames])
+            self.frame_samples.extend(sources.tolist())
+
+    def input_finished(self) -> None:
+        """No more samples: flush the feature pipeline; the result becomes final once decoded."""
+        if not self.finished:
+            frames, sources = self.features.flush(return_sources=True)
+            self._push(frames, sources)
+            self.finished = True
+
+
+class StreamingRecognizer:
+    """Holds the model and decoder, serves any number of :class:`InkStream` objects."""
+
+    def __init__(self, model_path: Optional[str | os.PathLike] = None, decoder: str = "greedy",
+                 endpoint: EndpointConfig = EndpointConfig(), threads: int = 1, spinning: bool = False,
+                 decoder_options: Optional[dict] = None):
+        self.model = OnnxModel(model_path, threads=threads, spinning=spinning)
+        self.alphabet = self.model.alphabet
+        self.endpoint = endpoint
+        self.decoder = make_decoder(decoder, self.alphabet, **(decoder_options or {}))
+
+    # ---- streams --------------------------------------------------------------------------
+    def create_stream(self) -> InkStream:
+        return InkStream(self)
+
+    def is_ready(self, stream: InkStream) -> bool:
+        """True when the stream has frames the model has not run yet."""
+        return len(stream.pending) > 0
+
+    def decode_stream(self, stream: InkStream) -> None:
+        """Run every waiting frame of ``stream`` through the model in one call and decode it."""
+        if not len(stream.pending):
+            return
+        x = stream.pending[None]
+        log_probs, stream.h, stream.c = self.model.step(x, stream.h, stream.c)
+        stream.pending = stream.pending[:0]
+        stream.frames_decoded += x.shape[1]
+        self.decoder.accept(stream.decoder_state, log_probs[0])
+
+    def decode_streams(self, streams: Sequence[InkStream]) -> None:
+        """Decode many streams with batched onnxruntime calls (states stacked on the batch axis).
+
+        Streams with different numbers of waiting frames are advanced together by the common
+        count, then the rest continue, so padding never enters an LSTM state.
+        """
+        ready = [s for s in streams if len(s.pending)]
+        while ready:
+            n = min(len(s.pending) for s in ready)
+            x = np.stack([s.pending[:n] for s in ready])
+            h = np.concatenate([s.h for s in ready], axis=1)
+            c = np.concatenate([s.c for s in ready], axis=1)
+            log_probs, h, c = self.model.step(x, h, c)
+            for k, s in enumerate(ready):
+                s.h, s.c = h[:, k:k + 1], c[:, k:k + 1]
+                s.pending = s.pending[n:]
+                s.frames_decoded += n
+                self.decoder.accept(s.decoder_state, log_probs[k])
+            ready = [s for s in ready if len(s.pending)]
+
+    # ---- results --------------------------------------------------------------------------
+    def get_result(self, stream: InkStream) -> RecognitionResult:
+        text, emissions = self.decoder.result(stream.decoder_state)
+        final = stream.finished and not len(stream.pending)
+        return RecognitionResult(text, final, self._align(stream, text, emissions), stream.samples,
+                                 stream.frames_decoded)
+
+    def _align(self, stream: InkStream, text: str, emissions: list) -> tuple:
+        """Map each emitted character to the samples between the previous emission and its own."""
+        out = []
+        fs = stream.frame_samples
+        prev_sample = 0
+        for ch, f in zip(text, emissions):
+            end = fs[min(f, len(fs) - 1)] + 1 if fs else 0
+            start = min(prev_sample, end)
+            strokes = tuple(sorted(set(stream.stroke_of_sample[start:end]))) if end > start else ()
+            out.append(CharAlignment(ch, int(f), int(start), int(end), strokes))
+            prev_sample = end
+        return tuple(out)
+
+    def is_endpoint(self, stream: InkStream, now: Optional[float] = None) -> bool:
+        """True when the current line is over: input finished, a line break, or a long pen-up pause.
+
+        ``now`` is the current time on the samples' clock (defaults to the last sample's time);
+        a live source passes it so a pause is noticed while no samples arrive.
+        """
+        if stream.finished or stream.held_back is not None:
+            return True
+        if stream.pen_up_since is None or not stream.samples:
+            return False
+        now = stream.last_t if now is None else now
+        text, _ = self.decoder.result(stream.decoder_state)
+        return bool(text) and now - stream.pen_up_since >= self.endpoint.pause_s
+
+    def reset(self, stream: InkStream) -> None:
+        """Start a new line on ``stream``: bounded state for long sessions. Held-back samples of the
+        next line (after a detected line break) are fed again."""
+        held = stream.held_back
+        stream.__init__(self)
+        if held is not None and len(held):
+            stream.accept_samples(held)
+
+    # ---- offline convenience ------------------------------------------------------------------
+    def recognize(self, points) -> RecognitionResult:
+        """Whole sample at once (same code path as streaming; endpoints are not applied)."""
+        s = self.create_stream()
+        s._rec = self
+        ep, self.endpoint = self.endpoint, EndpointConfig(pause_s=1e9, line_break=False)
+        try:
+            s.accept_samples(points)
+        finally:
+            self.endpoint = ep
+        s.input_finished()
+        self.decode_stream(s)
+        return self.get_result(s)
+
+
+def make_decoder(name: str, alphabet, **options):
+    """``greedy`` or ``beam`` (prefix beam search with a character language model)."""
+    if name == "greedy":
+        if options:
+            raise ValueError(f"the greedy decoder takes no options, got {sorted(options)}")
+        return CtcGreedyDecoder(alphabet)
+    if name == "beam":
+        from runtime.beam import CtcPrefixBeamDecoder
+
+        return CtcPrefixBeamDecoder(alphabet, **options)
+    raise ValueError(f"decoder must be 'greedy' or 'beam', got {name!r}")
