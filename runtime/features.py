@@ -16,6 +16,10 @@ How the frames are made independent of the writer's position, size, the device a
   ``window`` scale units, so a long session or wrapped text adapts.
 * **Sampling rate**: the pen-down trajectory is resampled at equal arc-length steps of
   ``step * scale``; the statistics are exact integrals over the polyline, not sums over samples.
+* **Start of a line**: a scale estimated from a few points means nothing, so the first ink is
+  held until a stroke ends or its path is 8 scales long (about a letter), then resampled with the
+  scale reached there. After that, statistics, the window decay and the next step are updated at
+  emitted frames only, which keeps the frames independent of how the trajectory was sampled.
 * **Pen-up gaps**: the time between strokes is ignored; a stroke boundary is one *jump* frame
   carrying the displacement from the last pen-down point to the next.
 
@@ -38,7 +42,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-FEATURE_VERSION = "inkstream-features-1"
+FEATURE_VERSION = "inkstream-features-2"
 NUM_FEATURES = 7
 
 
@@ -49,7 +53,7 @@ class FeatureConfig:
     step: float = 0.5  # resampling step, in units of the ink scale
     window: float = 300.0  # statistics window, in ink-scale units of pen-down path
     extent_floor: float = 0.05  # scale >= extent_floor * largest stroke extent (for flat ink such as '-')
-    max_frames_per_segment: int = 8  # bounds frames from one raw segment while the scale is still tiny
+    max_frames_per_segment: int = 64  # guards against pathological input (a huge segment)
     y_rel_clip: float = 4.0
 
     def __post_init__(self):
@@ -97,35 +101,46 @@ class FeatureExtractor:
         self._s1 = 0.0
         self._s2 = 0.0
         self._max_extent = 0.0
+        self._path = 0.0  # pen-down path length (only used to end the bootstrap)
+        # bootstrap: the first pen-down ink is held until the scale can be trusted
+        self._bootstrapping = True
+        self._held: list = []  # (x, y, idx, pen_up_after) of the held samples
+        self._step = 0.0  # resampling step, fixed at each emitted frame
+        self._update = True  # False while replaying held ink with frozen statistics
         # current stroke
         self._in_stroke = False
         self._px = self._py = 0.0  # previous raw point of the stroke
         self._ex = self._ey = 0.0  # last emitted (resampled) point
         self._acc = 0.0  # path length from the last emitted point to the previous raw point
         self._bx0 = self._by0 = self._bx1 = self._by1 = 0.0  # current stroke bbox
-        self._stroke_frames = 0
         self._have_prev_stroke = False
         self._endx = self._endy = 0.0  # where the previous stroke ended
-        self._last_dir = None  # (dx, dy) of the previous in-stroke frame
+        self._last_dir = None  # (dx, dy, norm) of the previous in-stroke frame
 
     # ---- statistics -------------------------------------------------------------------
-    def scale(self) -> float:
-        """The current ink scale (0.0 until the ink has any extent)."""
+    def _sd_y(self) -> float:
         if self._w > 0.0:
             m = self._s1 / self._w
             var = self._s2 / self._w - m * m
-            sd = math.sqrt(var) if var > 0.0 else 0.0
-        else:
-            sd = 0.0
-        return max(sd, self.config.extent_floor * self._max_extent)
+            return math.sqrt(var) if var > 0.0 else 0.0
+        return 0.0
 
-    def _add_segment(self, x0, y0, x1, y1, length):
-        # exact integral of y and y^2 along the segment, weighted by arc length
+    def scale(self) -> float:
+        """The current ink scale (0.0 until the ink has any extent)."""
+        return max(self._sd_y(), self.config.extent_floor * self._max_extent)
+
+    def _add_path(self, x0, y0, x1, y1, length):
+        """Add the straight piece (x0, y0)-(x1, y1) of pen-down path to the statistics.
+
+        The integrals are exact, so cutting a segment into pieces changes nothing but rounding:
+        that is what makes the frames independent of the sampling rate.
+        """
         m = 0.5 * (y0 + y1)
         d = y1 - y0
         self._w += length
         self._s1 += length * m
         self._s2 += length * (m * m + d * d / 12.0)
+        self._path += length
         if x1 < self._bx0: self._bx0 = x1
         if x1 > self._bx1: self._bx1 = x1
         if y1 < self._by0: self._by0 = y1
@@ -133,6 +148,10 @@ class FeatureExtractor:
         ext = max(self._bx1 - self._bx0, self._by1 - self._by0)
         if ext > self._max_extent:
             self._max_extent = ext
+
+    def _after_frame(self):
+        # decay and the next step are decided only at emitted frames, which do not depend on
+        # how the trajectory was sampled
         s = self.scale()
         limit = self.config.window * s
         if s > 0.0 and self._w > limit:
@@ -140,13 +159,15 @@ class FeatureExtractor:
             self._w *= f
             self._s1 *= f
             self._s2 *= f
+            s = self.scale()
+        self._step = self.config.step * s
 
     # ---- frames -----------------------------------------------------------------------
     def _frame(self, out, src, idx, x, y, dx, dy, jump, end):
         s = self.scale()
         step = self.config.step * s
         if step <= 0.0:
-            step = 1.0  # only for a jump emitted before any extent exists; dx=dy=0 then anyway
+            step = 1.0  # only reachable for ink without any extent (all points equal): dx = dy = 0
         fx, fy = dx / step, dy / step
         mean = self._s1 / self._w if self._w > 0.0 else y
         yr = (y - mean) / s if s > 0.0 else 0.0
@@ -165,14 +186,54 @@ class FeatureExtractor:
             self._last_dir = None
         out.append((_compress(fx), _compress(fy), 1.0 if jump else 0.0, yr, ct, st, 1.0 if end else 0.0))
         src.append(idx)
+        if self._update:
+            self._after_frame()
 
     def _point(self, out, src, idx, x, y, pen_up_after):
+        if self._bootstrapping:
+            self._bootstrap_point(out, src, idx, x, y, pen_up_after)
+        else:
+            self._update = True
+            self._resample_point(out, src, idx, x, y, pen_up_after)
+
+    def _bootstrap_point(self, out, src, idx, x, y, pen_up_after):
+        """Collect statistics of the first ink without emitting frames; release when trustworthy.
+
+        A scale estimated from a few points is meaningless, so frames are held until a stroke has
+        ended or the path is 8 scales long (about one letter), then the held ink is resampled
+        with the scale reached at that point. Bounded latency, done once per line.
+        """
+        if self._held and not self._held[-1][3]:
+            px, py = self._held[-1][0], self._held[-1][1]
+            seg = math.hypot(x - px, y - py)
+            if seg > 0.0:
+                self._add_path(px, py, x, y, seg)
+        else:
+            self._bx0 = self._bx1 = x
+            self._by0 = self._by1 = y
+        self._held.append((x, y, idx, pen_up_after))
+        # the y spread, not the scale, and a spread that is not tiny against the extent: a
+        # straight or shallow stroke says nothing yet about the size of the writing
+        sd = self._sd_y()
+        if self.scale() > 0.0 and (pen_up_after or (self._path >= 8.0 * sd and sd >= 0.15 * self._max_extent)):
+            self._release(out, src)
+
+    def _release(self, out, src):
+        held, self._held = self._held, []
+        self._bootstrapping = False
+        self._step = self.config.step * self.scale()
+        self._update = False  # replay with the statistics frozen at the release point
+        for x, y, idx, up in held:
+            self._resample_point(out, src, idx, x, y, up)
+        self._update = True
+
+    def _resample_point(self, out, src, idx, x, y, pen_up_after):
         cfg = self.config
         if not self._in_stroke:
             self._in_stroke = True
-            self._bx0 = self._bx1 = x
-            self._by0 = self._by1 = y
-            self._stroke_frames = 0
+            if self._update:
+                self._bx0 = self._bx1 = x
+                self._by0 = self._by1 = y
             self._last_dir = None
             if self._have_prev_stroke:
                 self._frame(out, src, idx, x, y, x - self._endx, y - self._endy, True, False)
@@ -180,35 +241,28 @@ class FeatureExtractor:
             self._ex, self._ey = x, y
             self._acc = 0.0
         else:
-            seg = math.hypot(x - self._px, y - self._py)
-            if seg > 0.0:
-                self._add_segment(self._px, self._py, x, y, seg)
-                # equidistant resampling along the polyline
-                ax, ay = self._px, self._py
-                remaining = seg
-                emitted = 0
-                while True:
-                    step = cfg.step * self.scale()
-                    if step <= 0.0 or self._acc + remaining < step:
-                        break
-                    if emitted >= cfg.max_frames_per_segment:
-                        remaining = 0.0
-                        self._ex, self._ey = x, y
-                        self._acc = 0.0
-                        break
-                    need = step - self._acc
-                    r = need / remaining
-                    nx = ax + (x - ax) * r
-                    ny = ay + (y - ay) * r
-                    self._frame(out, src, idx, nx, ny, nx - self._ex, ny - self._ey, False, False)
-                    self._stroke_frames += 1
-                    emitted += 1
-                    remaining -= need
-                    ax, ay = nx, ny
-                    self._ex, self._ey = nx, ny
-                    self._acc = 0.0
-                self._acc += remaining
-                self._px, self._py = x, y
+            ax, ay = self._px, self._py
+            remaining = math.hypot(x - ax, y - ay)
+            emitted = 0
+            while remaining > 0.0:
+                need = max(self._step - self._acc, 0.0)
+                if self._step <= 0.0 or need > remaining or emitted >= cfg.max_frames_per_segment:
+                    if self._update:
+                        self._add_path(ax, ay, x, y, remaining)
+                    self._acc += remaining
+                    break
+                r = need / remaining
+                nx = ax + (x - ax) * r
+                ny = ay + (y - ay) * r
+                if self._update:
+                    self._add_path(ax, ay, nx, ny, need)
+                self._frame(out, src, idx, nx, ny, nx - self._ex, ny - self._ey, False, False)
+                emitted += 1
+                remaining -= need
+                ax, ay = nx, ny
+                self._ex, self._ey = nx, ny
+                self._acc = 0.0
+            self._px, self._py = x, y
         if pen_up_after:
             # close the stroke now: the pen lift is information the model should get at once
             self._frame(out, src, idx, x, y, x - self._ex, y - self._ey, False, True)
@@ -252,9 +306,11 @@ class FeatureExtractor:
         return frames
 
     def flush(self, return_sources: bool = False):
-        """End of input: close an unfinished stroke. Returns its frames (possibly none)."""
+        """End of input: release held ink and close an unfinished stroke. Returns the last frames."""
         out: list = []
         src: list = []
+        if self._bootstrapping and self._held:
+            self._release(out, src)
         if self._in_stroke:
             idx = self.samples_seen - 1
             self._frame(out, src, idx, self._px, self._py, self._px - self._ex, self._py - self._ey, False, True)
