@@ -1,0 +1,59 @@
+"""inkstream firmware for an RP2040 + 4-wire resistive panel (MicroPython).
+
+Loop: answer host commands, sample the panel at RATE_HZ while started, send a SAMPLE frame for
+each debounced report and a HEARTBEAT every second. Frames: inkstream_protocol.py.
+"""
+import hal
+import inkstream_protocol as proto
+from touch import PRESSURE_MAX, TouchFilter
+
+RATE_HZ = 200
+PERIOD_US = 1000000 // RATE_HZ
+X_MAX = Y_MAX = 65535            # ADC counts (read_u16)
+UNITS_PER_MM = X_MAX / 160.0     # a 160 mm panel; set to your panel's active width
+HEARTBEAT_US = 1000000
+
+
+def main():
+    panel = hal.Panel()
+    port = hal.UsbSerial()
+    encoder = proto.FrameEncoder()
+    commands = proto.CommandReader()
+    touch = TouchFilter()
+    session = hal.random_u16()
+    streaming = False
+    start = hal.ticks_us()
+    next_sample = start
+    next_heartbeat = start
+
+    def hello():
+        return encoder.hello(X_MAX, Y_MAX, PRESSURE_MAX, UNITS_PER_MM, RATE_HZ, "rp2040-resistive", session)
+
+    port.write(hello())  # announce ourselves at boot; the host may also ask with DESCRIBE
+    while True:
+        for command in commands.feed(port.read_available()):
+            if command == proto.CMD_DESCRIBE:
+                port.write(hello())
+            elif command == proto.CMD_START:
+                streaming = True
+            elif command == proto.CMD_STOP:
+                streaming = False
+        now = hal.ticks_us()
+        t_us = hal.ticks_diff(now, start) & 0xFFFFFFFF
+        if hal.ticks_diff(now, next_heartbeat) >= 0:
+            port.write(encoder.heartbeat(t_us, streaming))
+            next_heartbeat += HEARTBEAT_US
+        if streaming and hal.ticks_diff(now, next_sample) >= 0:
+            next_sample += PERIOD_US
+            x = panel.read_x()
+            y = panel.read_y()
+            z1, z2 = panel.read_z()
+            report = touch.update(x, y, z1, z2)
+            if report is not None:
+                rx, ry, pressure, tip, proximity = report
+                flags = (proto.FLAG_TIP if tip else 0) | (proto.FLAG_PROXIMITY if proximity else 0)
+                port.write(encoder.sample(t_us, rx, ry, pressure, flags))
+        hal.sleep_us(min(hal.ticks_diff(next_sample, hal.ticks_us()), 1000))
+
+
+main()

@@ -1,0 +1,314 @@
+"""Pen sources: one shape for every way pen samples reach the host.
+
+A :class:`PenSource` yields :class:`~firmware_bridge.samples.PenSample` objects in time order
+(``read(timeout)`` for a batch, or iterate), exposes ``info`` (a
+:class:`~firmware_bridge.samples.DeviceInfo` once the device has described itself), ``errors``
+(a snapshot of :class:`~firmware_bridge.samples.ErrorCounters`) and ``events`` (a queue of
+:class:`~firmware_bridge.reader.ReaderEvent`; empty for files), and is closed with
+:meth:`close` or a ``with`` block.
+
+Serial sources run a :class:`~firmware_bridge.reader.ReconnectingReader` thread. When the port
+vanishes while the pen is down they deliver one synthetic "pen left" sample (tip up,
+proximity out) so open strokes end; after reconnecting they ask the device to describe itself
+and start again.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from typing import Callable, Iterator, Optional, Union
+
+import numpy as np
+import serial
+
+from . import inkstream, isdv4
+from .reader import PortProtocol, ReconnectingReader, ReconnectPolicy, ReaderEvent
+from .replay import estimate_rate_hz, resample_points, validate_points
+from .samples import DeviceInfo, ErrorCounters, PenSample
+
+__all__ = ["PenSource", "InkstreamSerialSource", "IsdV4SerialSource", "FileReplaySource", "open_source"]
+
+READ_TIMEOUT = 0.05  # serial read timeout: how quickly the reader notices stop()
+
+
+class PenSource:
+    """The shape every pen source has (see the module docstring)."""
+
+    info: Optional[DeviceInfo] = None
+
+    def __init__(self) -> None:
+        self.events: "queue.Queue[ReaderEvent]" = queue.Queue()
+
+    def read(self, timeout: Optional[float] = None) -> list[PenSample]:
+        """Samples available now; waits up to ``timeout`` seconds (None: forever) for the first
+        one. Returns [] on timeout and once the source has ended or was closed."""
+        raise NotImplementedError
+
+    @property
+    def ended(self) -> bool:
+        """True when no more samples will come (closed, file exhausted, reader gave up)."""
+        raise NotImplementedError
+
+    @property
+    def errors(self) -> ErrorCounters:
+        return ErrorCounters()
+
+    def close(self) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[PenSample]:
+        while not self.ended:
+            yield from self.read(timeout=0.2)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _SerialPenSource(PenSource, PortProtocol):
+    """Common part of the serial sources: the reader thread, the sample queue, pen-lift on loss."""
+
+    def __init__(self, path: str, baudrate: int, decoder, policy: ReconnectPolicy,
+                 on_event: Optional[Callable[[ReaderEvent], None]], start_reader: bool = True):
+        PenSource.__init__(self)
+        self.path = path
+        self.baudrate = baudrate
+        self.decoder = decoder
+        self._samples: "queue.Queue[PenSample]" = queue.Queue()
+        self._pen_down = False
+        self._last_sample: Optional[PenSample] = None
+        self._lock = threading.Lock()  # decoder counters are read from other threads
+        self._closed = False
+        self.reader = ReconnectingReader(self._open_port, self, policy, on_event)
+        self.events = self.reader.events
+        if start_reader:
+            self.reader.start()
+
+    def _open_port(self) -> serial.Serial:
+        return serial.Serial(self.path, self.baudrate, timeout=READ_TIMEOUT, write_timeout=1.0)
+
+    @property
+    def info(self) -> Optional[DeviceInfo]:
+        return self.decoder.info
+
+    @property
+    def errors(self) -> ErrorCounters:
+        with self._lock:
+            return self.decoder.errors.snapshot()
+
+    @property
+    def ended(self) -> bool:
+        return self._samples.empty() and (self._closed or not self.reader.is_alive())
+
+    def _deliver(self, samples: list[PenSample]) -> None:
+        for s in samples:
+            self._samples.put(s)
+            self._last_sample = s
+            self._pen_down = s.tip
+
+    def data_received(self, data: bytes) -> None:
+        with self._lock:
+            samples = self.decoder.feed(data)
+        self._deliver(samples)
+
+    def connection_lost(self, exc) -> None:
+        if self._pen_down and self._last_sample is not None:
+            s = self._last_sample
+            self._deliver([PenSample(s.x, s.y, s.t, 0.0, tip=False, proximity=False, buttons=0)])
+        with self._lock:
+            self.decoder.reset()
+
+    def read(self, timeout: Optional[float] = None) -> list[PenSample]:
+        out = []
+        try:
+            if self.ended:
+                return out
+            out.append(self._samples.get(timeout=timeout))
+            while True:
+                out.append(self._samples.get_nowait())
+        except queue.Empty:
+            return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._send_stop()
+        self._closed = True
+        self.reader.stop()
+
+    def _send_stop(self) -> None:
+        pass
+
+
+class InkstreamSerialSource(_SerialPenSource):
+    """A device speaking the inkstream protocol (``PROTOCOL.md``), e.g. the RP2040 firmware.
+
+    On every (re)connect it sends DESCRIBE then START; on close it sends STOP. USB-CDC ignores
+    the baud rate, a UART bridge needs the firmware's (115200).
+    """
+
+    def __init__(self, path: str, baudrate: int = 115200, policy: ReconnectPolicy = ReconnectPolicy(),
+                 on_event: Optional[Callable[[ReaderEvent], None]] = None):
+        self._command_seq = 0
+        super().__init__(path, baudrate, inkstream.InkstreamDecoder(), policy, on_event)
+
+    def _command(self, command: int) -> bytes:
+        wire = inkstream.encode_command(command, self._command_seq)
+        self._command_seq = (self._command_seq + 1) & 0xFF
+        return wire
+
+    def connection_made(self, port) -> None:
+        port.write(self._command(inkstream.DESCRIBE) + self._command(inkstream.START))
+
+    def _send_stop(self) -> None:
+        self.reader.write(self._command(inkstream.STOP))
+
+
+class IsdV4SerialSource(_SerialPenSource):
+    """A Wacom ISDV4 / W8001 digitizer. On connect: stop ('0'), settle, query ('*') at 38400
+    baud, then at 19200 when no reply came; then start ('1'). Without any reply it still starts
+    (coordinates stay unchecked, ``info`` stays None) and counts ``errors.extra['no_query_reply']``."""
+
+    def __init__(self, path: str, policy: ReconnectPolicy = ReconnectPolicy(),
+                 on_event: Optional[Callable[[ReaderEvent], None]] = None,
+                 stop_settle: float = 0.25, reply_timeout: float = 0.5):
+        self.stop_settle = stop_settle
+        self.reply_timeout = reply_timeout
+        super().__init__(path, isdv4.BAUD_RATES[0], isdv4.IsdV4Decoder(), policy, on_event)
+
+    def connection_made(self, port) -> None:
+        for baud in isdv4.BAUD_RATES:
+            port.baudrate = baud
+            port.write(isdv4.STOP)
+            time.sleep(self.stop_settle)  # the digitizer keeps sending briefly after '0'
+            port.reset_input_buffer()
+            port.write(isdv4.QUERY)
+            deadline = time.monotonic() + self.reply_timeout
+            with self._lock:
+                self.decoder.info = None
+            while time.monotonic() < deadline:
+                data = port.read(port.in_waiting or 1)
+                with self._lock:
+                    self.decoder.feed_packets(data)
+                    if self.decoder.info is not None:
+                        break
+            if self.decoder.info is not None:
+                self.baudrate = baud
+                break
+        else:
+            with self._lock:
+                extra = self.decoder.errors.extra
+                extra["no_query_reply"] = extra.get("no_query_reply", 0) + 1
+        port.write(isdv4.START)
+
+    def _send_stop(self) -> None:
+        self.reader.write(isdv4.STOP)
+
+
+class FileReplaySource(PenSource):
+    """Replays an ``(N, 4)`` points array (``x, y, t, pen_up_after``) as pen samples.
+
+    With ``rate_hz`` the strokes are resampled in time at that rate; otherwise the array's own
+    times are used. After each stroke comes one pen-left sample (tip up, proximity out).
+    ``realtime=True`` paces delivery by ``t / speed``; otherwise everything is available at once.
+    ``info`` describes the array (ranges from its maxima, pressure unknown).
+    """
+
+    def __init__(self, points: np.ndarray, rate_hz: Optional[float] = None, units_per_mm: float = math.nan,
+                 realtime: bool = False, speed: float = 1.0):
+        super().__init__()
+        points = validate_points(points)
+        if rate_hz is not None:
+            points = resample_points(points, rate_hz)
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        rate = rate_hz or estimate_rate_hz(points)
+        self.info = DeviceInfo("file", int(math.ceil(points[:, 0].max())) if len(points) else 0,
+                               int(math.ceil(points[:, 1].max())) if len(points) else 0, 0,
+                               units_per_mm, rate, "file replay")
+        self._samples = []
+        lift = 1.0 / rate
+        for x, y, t, up in points:
+            self._samples.append(PenSample(x, y, t, math.nan, tip=True, proximity=True))
+            if up > 0.5:
+                self._samples.append(PenSample(x, y, t + lift, math.nan, tip=False, proximity=False))
+        if points.size and points[-1, 3] < 0.5:
+            x, y, t, _ = points[-1]
+            self._samples.append(PenSample(x, y, t + lift, math.nan, tip=False, proximity=False))
+        self._next = 0
+        self._realtime = realtime
+        self._speed = speed
+        self._start: Optional[float] = None
+        self._closed = False
+
+    @property
+    def ended(self) -> bool:
+        return self._closed or self._next >= len(self._samples)
+
+    def read(self, timeout: Optional[float] = None) -> list[PenSample]:
+        if self.ended:
+            return []
+        if not self._realtime:
+            out, self._next = self._samples[self._next:], len(self._samples)
+            return out
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now - self._samples[0].t / self._speed
+        due = self._start + self._samples[self._next].t / self._speed
+        wait = due - now
+        if wait > 0:
+            if timeout is not None and wait > timeout:
+                time.sleep(timeout)
+                return []
+            time.sleep(wait)
+            now = time.monotonic()
+        out = []
+        while self._next < len(self._samples) and self._start + self._samples[self._next].t / self._speed <= now:
+            out.append(self._samples[self._next])
+            self._next += 1
+        return out
+
+    def close(self) -> None:
+        self._closed = True
+
+
+PointsLoader = Callable[[str], Union[np.ndarray, tuple]]
+
+
+def _load_npy(path: str):
+    return np.load(path, allow_pickle=False)
+
+
+def open_source(spec: str, load_points: Optional[PointsLoader] = None, **options) -> PenSource:
+    """Open a pen source from a spec string.
+
+    - ``serial:PATH``  inkstream protocol device (:class:`InkstreamSerialSource`)
+    - ``isdv4:PATH``   Wacom ISDV4 digitizer (:class:`IsdV4SerialSource`)
+    - ``file:PATH``    :class:`FileReplaySource`. ``load_points(PATH)`` must return an ``(N, 4)``
+      array or ``(array, units_per_mm)``; without it only ``.npy`` arrays load. (The runtime
+      owns the ink formats, so it passes its loader in: this package never imports runtime.)
+
+    ``options`` go to the source's constructor (e.g. ``policy=``, ``rate_hz=``, ``realtime=``).
+    Raises ValueError naming the spec when it is not understood.
+    """
+    scheme, sep, path = spec.partition(":")
+    if not sep or not path:
+        raise ValueError(f"pen source spec {spec!r}: expected serial:PATH, isdv4:PATH or file:PATH")
+    if scheme == "serial":
+        return InkstreamSerialSource(path, **options)
+    if scheme == "isdv4":
+        return IsdV4SerialSource(path, **options)
+    if scheme == "file":
+        if load_points is None:
+            if not path.endswith(".npy"):
+                raise ValueError(f"pen source spec {spec!r}: only .npy arrays load without a "
+                                 "load_points callable (the runtime passes one for ink files)")
+            load_points = _load_npy
+        loaded = load_points(path)
+        points, upm = (loaded if isinstance(loaded, tuple) else (loaded, math.nan))
+        return FileReplaySource(validate_points(points, path), units_per_mm=upm, **options)
+    raise ValueError(f"pen source spec {spec!r}: unknown kind {scheme!r} (serial, isdv4 or file)")

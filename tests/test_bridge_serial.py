@@ -1,0 +1,155 @@
+"""The serial path end to end over real pseudo-terminals: emulated tablet <-> pyserial <-> reader
+thread <-> decoder <-> PenSource. No mocks; waits are bounded loops that fail when data never comes."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_bridge.emulator import INKSTREAM_AREA, ISDV4_AREA, EmulatedTablet, EmulatorConfig
+from firmware_bridge.reader import CONNECTED, DISCONNECTED, ReconnectPolicy
+from firmware_bridge.replay import fit_to_device, pen_events
+from firmware_bridge.samples import StrokeRowAssembler
+from firmware_bridge.sources import open_source
+from runtime.ink import load_corpus
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bridge"
+ROOT = Path(__file__).resolve().parents[1]
+WAIT = 15.0  # seconds before a wait gives up and the test fails (not a timing assertion)
+
+
+def _inks():
+    corpus = load_corpus(FIXTURES / "tiny_corpus.npz")
+    return [(corpus.points(i).astype(np.float64), float(corpus.units_per_mm[i])) for i in range(len(corpus))]
+
+
+def _expected_reports(area):
+    """(x, y, tip, proximity) of every report the emulator sends for the fixture, in order."""
+    out = []
+    for points, upm in _inks():
+        xy = fit_to_device(points, upm, area)
+        out += [(e.x, e.y, e.tip, e.proximity) for e in pen_events(points, xy, 0.0, 0.01)]
+    return out
+
+
+def _collect(source, until, timeout=WAIT):
+    got = []
+    deadline = time.monotonic() + timeout
+    while not until(got) and time.monotonic() < deadline:
+        got += source.read(timeout=0.1)
+    return got
+
+
+def _wait_event(source, state, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            event = source.events.get(timeout=0.1)
+        except Exception:
+            continue
+        if event.state == state:
+            return event
+    pytest.fail(f"no '{state}' event within {timeout} s")
+
+
+@pytest.mark.parametrize("protocol,scheme,area", [("inkstream", "serial", INKSTREAM_AREA), ("isdv4", "isdv4", ISDV4_AREA)])
+def test_clean_replay_through_a_real_pty_gives_every_report(protocol, scheme, area):
+    expected = _expected_reports(area)
+    with EmulatedTablet(_inks(), EmulatorConfig(protocol=protocol, speed=8.0)) as tablet:
+        tablet.start()
+        with open_source(f"{scheme}:{tablet.path}") as source:
+            got = _collect(source, lambda g: len(g) >= len(expected))
+            assert [(int(s.x), int(s.y), s.tip, s.proximity) for s in got] == expected
+            assert source.info.x_max == area.x_max and source.info.units_per_mm == area.units_per_mm
+            assert source.errors.total_bad_frames() == 0 and source.errors.lost == 0
+            assert all(b.t >= a.t for a, b in zip(got, got[1:]))
+            rows = StrokeRowAssembler().accept_many(got)
+            assert len(rows) == sum(len(p) for p, _ in _inks()) and sum(r[3] for r in rows) == 5
+    if protocol == "inkstream":  # device timestamps carry the ink's timing whatever the speed
+        assert got[1].t - got[0].t == pytest.approx(0.01, abs=2e-6)
+
+
+@pytest.mark.parametrize("protocol,scheme,area", [("inkstream", "serial", INKSTREAM_AREA), ("isdv4", "isdv4", ISDV4_AREA)])
+def test_noise_is_counted_and_inkstream_never_yields_a_corrupted_sample(protocol, scheme, area):
+    expected = _expected_reports(area)
+    config = EmulatorConfig(protocol=protocol, speed=8.0, noise=0.01, seed=7, loop=True)
+    with EmulatedTablet(_inks(), config) as tablet:
+        tablet.start()
+        with open_source(f"{scheme}:{tablet.path}") as source:
+            got = _collect(source, lambda g: len(g) >= 2 * len(expected))
+            errors = source.errors
+    assert tablet.stats.bytes_corrupted > 0
+    assert errors.total_bad_frames() + errors.stray_bytes > 0
+    clean = set(expected)
+    reports = [(int(s.x), int(s.y), s.tip, s.proximity) for s in got]
+    if protocol == "inkstream":
+        assert all(r in clean for r in reports) and errors.lost > 0
+    # Most reports still arrive intact, whatever the protocol.
+    assert sum(r in clean for r in reports) >= 0.8 * len(reports) and len(reports) >= len(expected)
+
+
+def test_reader_reconnects_when_the_port_vanishes_and_comes_back(tmp_path):
+    link = tmp_path / "ttyTablet"
+    policy = ReconnectPolicy(first_delay=0.05, max_delay=0.2)
+    first = EmulatedTablet(_inks(), EmulatorConfig(speed=4.0, loop=True)).start()
+    os.symlink(first.path, link)
+    source = open_source(f"serial:{link}", policy=policy)
+    try:
+        _wait_event(source, CONNECTED)
+        assert _collect(source, lambda g: any(s.tip for s in g))
+        first.close()  # unplugged mid-stroke
+        _wait_event(source, DISCONNECTED)
+        # While unplugged the open stroke is closed by a synthetic pen-left sample.
+        tail = _collect(source, lambda g: any(not s.proximity for s in g), timeout=2.0)
+        assert tail and not tail[-1].tip
+        second = EmulatedTablet(_inks(), EmulatorConfig(speed=4.0)).start()
+        tmp = tmp_path / "ttyTablet.new"
+        os.symlink(second.path, tmp)
+        os.replace(tmp, link)  # the device re-enumerates at the same path
+        _wait_event(source, CONNECTED)
+        again = _collect(source, lambda g: sum(s.tip for s in g) >= 10)
+        assert sum(s.tip for s in again) >= 10 and again[0].t == 0.0  # clock restarted for the new device
+        assert 0x12 in second.stats.commands and 0x10 in second.stats.commands  # described and started again
+        second.close()
+    finally:
+        source.close()
+        first.close()
+    assert not source.reader.is_alive()
+
+
+def test_emulate_cli_prints_the_path_first_and_replays_the_fixture():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "emulate", "--protocol", "isdv4", "--speed", "8", "--ids", "loops",
+         str(FIXTURES / "tiny_corpus.npz")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        path = proc.stdout.readline().strip()
+        assert path.startswith("/dev/"), proc.stderr.read() if proc.poll() is not None else path
+        with open_source(f"isdv4:{path}") as source:
+            got = _collect(source, lambda g: len(g) >= 123)  # 3 strokes x 40 points + 3 pen-left reports
+        assert len(got) == 123 and sum(not s.tip for s in got) == 3
+        assert proc.wait(timeout=WAIT) == 0
+        assert "sent 123 samples" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_emulate_cli_rejects_a_bad_option_with_a_message():
+    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "emulate", "--noise", "2", str(FIXTURES / "tiny_corpus.npz")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
+    assert proc.returncode == 2 and "noise must be a probability" in proc.stderr and proc.stdout == ""
+
+
+def test_emulate_loads_inkml_from_the_shared_raw_sample():
+    from runtime.emulate import load_inks
+
+    inkml = ROOT.parent / "shared" / "data" / "imadocsen" / "raw-sample" / "data" / "sentences" / "writer3" / "sentence1.inkml"
+    if not inkml.exists():
+        pytest.skip(f"shared data not found at {inkml}")
+    (points, upm), = load_inks([inkml])
+    assert points.shape == (3300, 4) and int(points[:, 3].sum()) == 31
