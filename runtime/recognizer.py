@@ -92,7 +92,6 @@ class InkStream:
         self._stroke = 0
         self._stroke_open = False
         self._max_x = -np.inf
-        self._max_y = -np.inf
 
     def accept_samples(self, points) -> None:
         """Feed pen samples ``(n, 4)`` ``x, y, t, pen_up_after`` (one row or many, any chunking).
@@ -112,7 +111,7 @@ class InkStream:
         if self.held_back is not None:  # a line break is waiting for reset(): keep the samples for the next line
             self.held_back = np.concatenate([self.held_back, pts])
             return
-        if self._rec.endpoint.line_break and self.samples and not self._stroke_open:
+        if self._rec.endpoint.line_break and self.samples:  # _line_break_at skips a stroke still open
             cut = self._line_break_at(pts)
             if cut is not None:
                 if cut > 0:
@@ -130,28 +129,27 @@ class InkStream:
         starts = [0] + (np.flatnonzero(pts[:-1, 3] > 0.5) + 1).tolist()
         if starts[0] != 0 or self._stroke_open:
             starts = starts[1:]
-        ymax = self._max_y
+        # the running mean of pen-down y (the feature statistics) marks the current line; a scale
+        # exists only once there is ink, so the mean does too. Depends on no chunking of the input.
+        f = self.features
+        ymean = f._s1 / f._w if f._w > 0 else None
+        if ymean is None:
+            return None
         for s in starts:
             x, y = pts[s, 0], pts[s, 1]
-            if self._max_x - x > cfg.newline_dx * scale and y - ymax > cfg.newline_dy * scale - (ymax - self._ymean()):
+            if self._max_x - x > cfg.newline_dx * scale and y - ymean > cfg.newline_dy * scale:
                 return s
         return None
 
-    def _ymean(self) -> float:
-        f = self.features
-        return f._s1 / f._w if f._w > 0 else self._max_y
-
     def _accept(self, pts: np.ndarray) -> None:
         frames, sources = self.features.accept(pts, return_sources=True)
-        ends = pts[:, 3] > 0.5
+        ends = (pts[:, 3] > 0.5).tolist()  # python bools: this loop runs per pen sample
         for e in ends:
             self.stroke_of_sample.append(self._stroke)
             if e:
                 self._stroke += 1
         self._stroke_open = not ends[-1]
-        down = pts[:, :2]
-        self._max_x = max(self._max_x, float(down[:, 0].max()))
-        self._max_y = max(self._max_y, float(np.median(down[:, 1])))
+        self._max_x = max(self._max_x, float(pts[:, 0].max()))
         self.samples += len(pts)
         self.last_t = float(pts[-1, 2])
         self.pen_up_since = self.last_t if ends[-1] else None

@@ -1,0 +1,470 @@
+"""``inkstream bench``: what the streaming runtime costs, as ratios against floors measured in the same run.
+
+Absolute times on a shared machine are noise; ratios measured side by side are not. One run
+measures, on the shipped model (or ``--model``), medians over repeats:
+
+* ``per_sample_us_chunk{1,4,16}``: the whole streaming path (features, one onnxruntime call,
+  greedy decoder) per pen sample when samples arrive 1, 4 or 16 at a time;
+* ``floor_us_per_frame``: the same ONNX graph run on one 64-frame chunk, per frame (the
+  arithmetic floor); ``ort_call_overhead_us``: one ``session.run`` of a trivial Identity graph
+  from Python (the graph's bytes are written by :func:`trivial_onnx_bytes` without the ``onnx``
+  package, which the edge install does not have);
+* ``ratio_vs_torch``: a torch eager step (one frame, state carried) of an LSTM built from the ONNX
+  file's own weights, over the ONNX step (null when torch is not installed);
+* ``ratio_vs_rerun``: re-running the recognizer from scratch over the whole prefix on every new
+  point of a 600-point line, over streaming it (the rerun cost is integrated from 30 evenly spaced
+  prefix lengths rather than all 600);
+* ``per_stream_us_{1,16,256}``: ``decode_streams`` over that many concurrent streams, per stream
+  and round (each round every stream got a burst of 2 pen samples; feature time is excluded and
+  reported per stream separately as ``features_us_per_burst``);
+* ``rtf_200hz``: processing time / ink time for a 200 Hz pen delivered as a serial reader sees
+  it, a burst of 2 samples every 10 ms, each followed by decode and get_result (greedy; the beam
+  decoder's figure is ``rtf_200hz_beam``);
+* ``rss_mb``: resident memory of a fresh process that loaded the recognizer and decoded a line.
+
+Features make about 0.75 frames per pen sample (``frames_per_sample``), so per-sample and
+per-frame figures differ; the targets compare like with like (see ``targets``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+
+from runtime.recognizer import EndpointConfig, StreamingRecognizer
+
+NO_ENDPOINTS = EndpointConfig(pause_s=1e9, line_break=False)
+PEN_RATE_HZ = 200.0
+BURST = 2
+
+
+# ---- a trivial ONNX graph without the onnx package --------------------------------------------
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field_bytes(num: int, payload: bytes) -> bytes:  # protobuf wire type 2 (length-delimited)
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _field_int(num: int, value: int) -> bytes:  # protobuf wire type 0 (varint)
+    return _varint(num << 3) + _varint(value)
+
+
+def trivial_onnx_bytes() -> bytes:
+    """A serialized ONNX ModelProto: ``y = Identity(x)``, x and y float32 of shape (1,).
+
+    Written field by field (onnx.proto numbers) so measuring the fixed cost of an onnxruntime
+    call needs no ``onnx`` package on the device.
+    """
+    dim = _field_bytes(1, _field_int(1, 1))  # TensorShapeProto.dim { dim_value: 1 }
+    tensor_type = _field_int(1, 1) + _field_bytes(2, dim)  # elem_type FLOAT, shape
+    type_proto = _field_bytes(1, tensor_type)  # TypeProto.tensor_type
+
+    def value_info(name: str) -> bytes:
+        return _field_bytes(1, name.encode()) + _field_bytes(2, type_proto)
+
+    node = _field_bytes(1, b"x") + _field_bytes(2, b"y") + _field_bytes(4, b"Identity")
+    graph = (_field_bytes(1, node) + _field_bytes(2, b"trivial") + _field_bytes(11, value_info("x"))
+             + _field_bytes(12, value_info("y")))
+    opset = _field_bytes(1, b"") + _field_int(2, 13)
+    return _field_int(1, 7) + _field_bytes(2, b"inkstream-bench") + _field_bytes(7, graph) + _field_bytes(8, opset)
+
+
+# ---- bench ink --------------------------------------------------------------------------------
+def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
+    """A ``num_points`` pen line at 200 Hz: the packaged demo sample's ink repeated to length, or,
+    when the package has none, a synthetic cursive-like line (loops with a pen lift every 60 points)."""
+    try:
+        from importlib import resources
+
+        from runtime.ink import load_corpus
+
+        path = resources.files("runtime.samples").joinpath("unipen_demo.npz")
+        corpus = load_corpus(str(path))
+        pieces, total, shift = [], 0, 0.0
+        i = 0
+        while total < num_points:
+            p = np.asarray(corpus.points(i % len(corpus)), np.float64).copy()
+            p[:, 0] += shift - p[:, 0].min()
+            shift = p[:, 0].max() + 0.3 * (p[:, 1].max() - p[:, 1].min() + 1)
+            pieces.append(p)
+            total += len(p)
+            i += 1
+        pts = np.concatenate(pieces)[:num_points]
+        source = f"packaged demo sample ({path.name})"
+    except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
+        k = np.arange(num_points, dtype=np.float64)
+        phase = k / 12.0
+        pts = np.zeros((num_points, 4))
+        pts[:, 0] = 2.0 * k / 12.0 + np.cos(phase)  # a trochoid: loops marching to the right
+        pts[:, 1] = 3.0 * np.sin(phase)
+        source = "synthetic loops"
+    pts[:, 2] = np.arange(num_points) / PEN_RATE_HZ
+    pts[:, 3] = 0.0
+    pts[59::60, 3] = 1.0
+    pts[-1, 3] = 1.0
+    return pts, source
+
+
+# ---- measurements -----------------------------------------------------------------------------
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _per_call_median(fn, calls: int) -> float:
+    """Median seconds of one ``fn()`` over ``calls`` calls (robust to the odd preempted call)."""
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def stream_call_times(rec: StreamingRecognizer, pts: np.ndarray, chunk: int, with_result: bool = False) -> np.ndarray:
+    """Seconds of each accept + decode call when ``pts`` streams through a fresh stream ``chunk``
+    samples at a time (the last entry is input_finished + the final decode)."""
+    s = rec.create_stream()
+    times = []
+    for a in range(0, len(pts), chunk):
+        t0 = time.perf_counter()
+        s.accept_samples(pts[a:a + chunk])
+        rec.decode_stream(s)
+        if with_result:
+            rec.get_result(s)
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    s.input_finished()
+    rec.decode_stream(s)
+    times.append(time.perf_counter() - t0)
+    return np.array(times)
+
+
+def stream_cost(rec: StreamingRecognizer, pts: np.ndarray, chunk: int, repeats: int = 1,
+                with_result: bool = False) -> float:
+    """Seconds to stream ``pts``: per call position the median over ``repeats`` runs, summed.
+
+    Taking the median per call rather than per run keeps a run that was preempted once (a busy
+    machine) from counting, while every call's real cost still does.
+    """
+    runs = np.stack([stream_call_times(rec, pts, chunk, with_result) for _ in range(repeats)])
+    return float(np.median(runs, axis=0).sum())
+
+
+def ort_call_overhead_us(repeats: int) -> float:
+    import onnxruntime as ort
+
+    from runtime.model import session_options
+
+    sess = ort.InferenceSession(trivial_onnx_bytes(), session_options(), providers=["CPUExecutionProvider"])
+    feed = {"x": np.zeros(1, np.float32)}
+    for _ in range(50):
+        sess.run(None, feed)
+    return _per_call_median(lambda: sess.run(None, feed), 100 * repeats) * 1e6
+
+
+def model_step_us(rec: StreamingRecognizer, frames: int, repeats: int, batch: int = 1) -> float:
+    """Median seconds*1e6 of one ``model.step`` over ``frames`` frames (batch ``batch``), per frame."""
+    model = rec.model
+    x = np.random.default_rng(0).standard_normal((batch, frames, model.info.num_features)).astype(np.float32)
+    h, c = model.zero_state(batch)
+    for _ in range(5):
+        model.step(x, h, c)
+    return _per_call_median(lambda: model.step(x, h, c), max(3, 300 // frames) * repeats) / frames * 1e6
+
+
+def ort_values_step_us(rec: StreamingRecognizer, repeats: int) -> Optional[float]:
+    """One-frame step keeping h/c as OrtValues between calls (``run_with_ort_values``), per frame."""
+    import onnxruntime as ort
+
+    sess = rec.model.session
+    if not hasattr(sess, "run_with_ort_values"):
+        return None
+    x = ort.OrtValue.ortvalue_from_numpy(np.zeros((1, 1, rec.model.info.num_features), np.float32))
+    h0, c0 = rec.model.zero_state(1)
+    state = {"h": ort.OrtValue.ortvalue_from_numpy(h0), "c": ort.OrtValue.ortvalue_from_numpy(c0)}
+    names = ["log_probs", "h_out", "c_out"]
+
+    def step():
+        lp, h, c = sess.run_with_ort_values(names, {"x": x, "h": state["h"], "c": state["c"]})
+        lp.numpy()  # the decoder needs the log-probs in numpy
+        state["h"], state["c"] = h, c
+
+    for _ in range(20):
+        step()
+    return _per_call_median(step, 100 * repeats) * 1e6
+
+
+def torch_step_us(model_path: str, repeats: int) -> tuple[Optional[float], Optional[float], str]:
+    """Torch eager one-frame step of the ONNX file's own weights: ``(us, parity, note)``.
+
+    Returns ``(None, None, reason)`` when torch (or onnx, to read the weights) is missing.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None, None, "torch not installed"
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return None, None, "onnx not installed (needed to read the weights)"
+    m = onnx.load(model_path)
+    init = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    nodes = list(m.graph.node)
+    matmuls = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in init]
+    adds = [n for n in nodes if n.op_type == "Add" and any(i in init for i in n.input)]
+    lstms = [n for n in nodes if n.op_type == "LSTM"]
+    if len(matmuls) != 2 or len(adds) != 2 or not lstms:
+        return None, None, "ONNX graph is not the expected proj -> LSTMs -> linear shape"
+
+    def bias(add):
+        return next(init[i] for i in add.input if i in init)
+
+    def iofc_to_ifgo(w):  # ONNX gate order i, o, f, c; torch i, f, g(c), o
+        i, o, f, c = np.split(w, 4, axis=0)
+        return np.concatenate([i, f, c, o], axis=0)
+
+    hidden = init[lstms[0].input[2]].shape[-1]
+    w_in, b_in = init[matmuls[0].input[1]], bias(adds[0])
+    w_out, b_out = init[matmuls[1].input[1]], bias(adds[1])
+    torch.set_num_threads(1)
+    proj = torch.nn.Linear(w_in.shape[0], w_in.shape[1])
+    lstm = torch.nn.LSTM(w_in.shape[1], hidden, num_layers=len(lstms), batch_first=True)
+    out = torch.nn.Linear(w_out.shape[0], w_out.shape[1])
+    with torch.no_grad():
+        proj.weight.copy_(torch.from_numpy(w_in.T.copy()))
+        proj.bias.copy_(torch.from_numpy(np.array(b_in)))
+        out.weight.copy_(torch.from_numpy(w_out.T.copy()))
+        out.bias.copy_(torch.from_numpy(np.array(b_out)))
+        for k, node in enumerate(lstms):
+            w, r, b = (init[node.input[j]][0] for j in (1, 2, 3))
+            getattr(lstm, f"weight_ih_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(w)))
+            getattr(lstm, f"weight_hh_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(r)))
+            getattr(lstm, f"bias_ih_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(b[:4 * hidden])))
+            getattr(lstm, f"bias_hh_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(b[4 * hidden:])))
+
+    def forward(x, h, c):
+        y, (h, c) = lstm(torch.tanh(proj(x)), (h, c))
+        return torch.log_softmax(out(y), dim=-1), h, c
+
+    # parity against onnxruntime over a few frames
+    import onnxruntime as ort
+
+    from runtime.model import session_options
+
+    sess = ort.InferenceSession(model_path, session_options(), providers=["CPUExecutionProvider"])
+    nf = w_in.shape[0]
+    x = np.random.default_rng(1).standard_normal((1, 8, nf)).astype(np.float32)
+    z = np.zeros((len(lstms), 1, hidden), np.float32)
+    ref = sess.run(None, {"x": x, "h": z, "c": z})[0]
+    with torch.no_grad():
+        got = forward(torch.from_numpy(x), torch.from_numpy(z), torch.from_numpy(z))[0].numpy()
+    parity = float(np.abs(ref - got).max())
+    xs = torch.zeros(1, 1, nf)
+    state = [torch.zeros(len(lstms), 1, hidden), torch.zeros(len(lstms), 1, hidden)]
+
+    def step():
+        with torch.no_grad():
+            lp, state[0], state[1] = forward(xs, state[0], state[1])
+            lp.numpy()
+
+    for _ in range(10):
+        step()
+    return _per_call_median(step, 100 * repeats) * 1e6, parity, f"torch {torch.__version__}, weights from the ONNX file"
+
+
+def rerun_cost(rec: StreamingRecognizer, pts: np.ndarray, points: int = 30) -> float:
+    """Seconds to re-recognize the whole prefix after every new point, over all of ``pts``.
+
+    Integrated from ``points`` evenly spaced prefix lengths (each measured once), scaled to all.
+    """
+    n = len(pts)
+    lengths = np.linspace(n / points, n, points).round().astype(int)
+    total = 0.0
+    for k in lengths:
+        total += _per_call_median(lambda: rec.recognize(pts[:k]), 3)
+    return total * n / points
+
+
+def batched_stream_cost(rec: StreamingRecognizer, pts: np.ndarray, streams: int, rounds: int) -> tuple[float, float]:
+    """``(decode_streams us per stream per round, features us per stream per burst)``: medians over
+    rounds that had frames to run. Every stream gets the same ink, so they stay in step."""
+    ss = [rec.create_stream() for _ in range(streams)]
+    decode_times, feature_times = [], []
+    for a in range(0, min(len(pts), rounds * BURST), BURST):
+        t0 = time.perf_counter()
+        for s in ss:
+            s.accept_samples(pts[a:a + BURST])
+        t1 = time.perf_counter()
+        if rec.is_ready(ss[0]):
+            rec.decode_streams(ss)
+            decode_times.append((time.perf_counter() - t1) / streams)
+        feature_times.append((t1 - t0) / streams)
+    return statistics.median(decode_times) * 1e6, statistics.median(feature_times) * 1e6
+
+
+def rtf_200hz(rec: StreamingRecognizer, pts: np.ndarray, repeats: int) -> float:
+    """Processing time / ink time at 200 Hz, a burst of 2 samples per 10 ms, decode + result each."""
+    duration = len(pts) / PEN_RATE_HZ
+    return stream_cost(rec, pts, BURST, repeats, with_result=True) / duration
+
+
+_RSS_SCRIPT = r"""
+import sys, numpy as np
+from runtime.recognizer import StreamingRecognizer
+from runtime.bench import bench_ink, NO_ENDPOINTS
+model = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None
+rec = StreamingRecognizer(model, endpoint=NO_ENDPOINTS)
+pts, _ = bench_ink(600)
+s = rec.create_stream()
+for a in range(0, len(pts), 2):
+    s.accept_samples(pts[a:a + 2]); rec.decode_stream(s)
+rec.get_result(s)
+rss = None
+try:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024.0
+except OSError:
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 if sys.platform != "darwin" else 1024.0 ** 2)
+print(rss)
+"""
+
+
+def rss_mb(model_path: Optional[str]) -> Optional[float]:
+    """Resident memory (MB) of a fresh Python process that loaded the recognizer and decoded a line."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, model_path or ""], capture_output=True, text=True,
+                             env=env, timeout=120, check=True).stdout
+        return float(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def run_bench(model_path: Optional[str] = None, quick: bool = False, log=print) -> dict:
+    """All measurements of the module docstring; returns the figures (also the JSON line)."""
+    repeats = 3 if quick else 9
+    rec = StreamingRecognizer(model_path, endpoint=NO_ENDPOINTS)
+    pts, source = bench_ink(600)
+    frames = rec.recognize(pts).num_frames
+    fps = frames / len(pts)
+    log(f"model {rec.model.path} ({rec.model.info.num_layers}x{rec.model.info.hidden_size}); bench ink: "
+        f"{source}, {len(pts)} pen samples -> {frames} frames ({fps:.2f} frames per sample)")
+    for _ in range(2):  # warm up
+        stream_cost(rec, pts, 4)
+    res: dict = {"model": rec.model.path, "bench_ink": source, "pen_samples": len(pts), "frames": frames,
+                 "frames_per_sample": fps}
+    for chunk in (1, 4, 16):
+        t = stream_cost(rec, pts, chunk, repeats)
+        res[f"per_sample_us_chunk{chunk}"] = t / len(pts) * 1e6
+        res[f"per_frame_us_chunk{chunk}"] = t / frames * 1e6
+    res["floor_us_per_frame"] = model_step_us(rec, 64, repeats)
+    res["step_us_1frame"] = model_step_us(rec, 1, repeats)
+    res["step_us_1frame_ort_values"] = ort_values_step_us(rec, repeats)
+    res["ort_call_overhead_us"] = ort_call_overhead_us(repeats)
+    torch_us, parity, note = torch_step_us(rec.model.path, repeats)
+    res["torch_step_us_1frame"] = torch_us
+    res["torch_parity_max_abs_diff"] = parity
+    res["torch_note"] = note
+    res["ratio_vs_torch"] = torch_us / res["step_us_1frame"] if torch_us else None
+    stream_s = stream_cost(rec, pts, 1, repeats)
+    res["rerun_600_s"] = rerun_cost(rec, pts, 15 if quick else 30)
+    res["stream_600_s"] = stream_s
+    res["ratio_vs_rerun"] = res["rerun_600_s"] / stream_s
+    rounds = 40 if quick else 150
+    for n in (1, 16, 256):
+        res[f"per_stream_us_{n}"], res[f"features_us_per_burst_{n}"] = batched_stream_cost(
+            rec, pts, n, rounds if n < 256 else rounds // 2)
+    res["rtf_200hz"] = rtf_200hz(rec, pts, repeats)
+    try:
+        beam = StreamingRecognizer(model_path, decoder="beam", endpoint=NO_ENDPOINTS)
+        res["rtf_200hz_beam"] = rtf_200hz(beam, pts, max(1, repeats // 3))
+        res["per_sample_us_beam_chunk2"] = res["rtf_200hz_beam"] / PEN_RATE_HZ * 1e6
+    except (FileNotFoundError, ValueError) as exc:  # no LM file
+        res["rtf_200hz_beam"] = None
+        log(f"beam decoder unavailable: {exc}")
+    res["rss_mb"] = rss_mb(model_path)
+    f, o = res["floor_us_per_frame"], res["ort_call_overhead_us"]
+    res["targets"] = {
+        "chunk1 <= floor*frames_per_sample + 2 call overheads": res["per_sample_us_chunk1"] <= f * fps + 2 * o,
+        "chunk4 within 2x of the floor per sample": res["per_sample_us_chunk4"] <= 2 * f * max(fps, 1e-9),
+        "rtf_200hz < 0.01": res["rtf_200hz"] < 0.01,
+        "ratio_vs_rerun >= 100": res["ratio_vs_rerun"] >= 100,
+        "per_stream_us_1 / per_stream_us_256 >= 5": res["per_stream_us_1"] / res["per_stream_us_256"] >= 5,
+    }
+    return res
+
+
+def _report(res: dict, log=print) -> None:
+    f = res["floor_us_per_frame"]
+    fps = res["frames_per_sample"]
+    o = res["ort_call_overhead_us"]
+    log(f"floor (64-frame chunk): {f:.1f} us/frame = {f * fps:.1f} us/pen sample;  "
+        f"onnxruntime call overhead: {o:.1f} us")
+    for chunk in (1, 4, 16):
+        ps = res[f"per_sample_us_chunk{chunk}"]
+        log(f"chunk {chunk:>2}: {ps:7.1f} us/pen sample ({res[f'per_frame_us_chunk{chunk}']:.1f} us/frame) = "
+            f"{ps / (f * fps):.2f}x floor, floor + {(ps - f * fps) / o:.2f} call overheads")
+    ov = res["step_us_1frame_ort_values"]
+    log(f"model step, 1 frame: {res['step_us_1frame']:.1f} us with numpy states"
+        + (f", {ov:.1f} us with OrtValue states" if ov else ""))
+    if res["ratio_vs_torch"]:
+        log(f"torch eager step: {res['torch_step_us_1frame']:.1f} us -> ONNX is {res['ratio_vs_torch']:.1f}x faster "
+            f"(parity {res['torch_parity_max_abs_diff']:.1e})")
+    else:
+        log(f"torch comparison skipped: {res['torch_note']}")
+    log(f"re-run from scratch per point over {res['pen_samples']} points: {res['rerun_600_s']:.2f} s vs streaming "
+        f"{res['stream_600_s'] * 1e3:.1f} ms -> {res['ratio_vs_rerun']:.0f}x")
+    for n in (1, 16, 256):
+        log(f"{n:>3} streams: {res[f'per_stream_us_{n}']:.1f} us per stream per decode "
+            f"(+ {res[f'features_us_per_burst_{n}']:.1f} us features per burst)")
+    log(f"1 vs 256 streams: {res['per_stream_us_1'] / res['per_stream_us_256']:.1f}x cheaper per stream")
+    beam = res.get("rtf_200hz_beam")
+    log(f"real-time factor at 200 Hz (bursts of 2): greedy {res['rtf_200hz']:.4f}"
+        + (f", beam {beam:.4f}" if beam is not None else ""))
+    log(f"resident memory after loading and decoding: {res['rss_mb']:.0f} MB" if res["rss_mb"] else "RSS unavailable")
+    for name, ok in res["targets"].items():
+        log(f"  [{'ok' if ok else 'MISSED'}] {name}")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a few seconds; noisier)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+
+
+def run(args) -> int:
+    res = run_bench(args.model, quick=args.quick)
+    _report(res)
+    if args.json:
+        print(json.dumps(res))
+    return 0

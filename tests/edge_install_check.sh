@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Proves the edge install works: a fresh venv with only the base install (numpy, onnxruntime,
+# pyserial, websockets: no torch, no onnx) runs `inkstream eval`, `inkstream bench --quick` and the
+# recognizer API (greedy and beam decoders) on a committed fixture.
+#
+# Usage (from anywhere): tests/edge_install_check.sh      PYTHON=python3.11 to choose the interpreter,
+# MODEL=path.onnx to check another model than the shipped one.
+# The venv is created at <repo>/.venv-edge (reused when it exists; delete it for a clean check).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv-edge"
+PYTHON="${PYTHON:-python3}"
+FIXTURE="$REPO/tests/fixtures/runtime/unipen_lines.npz"
+MODEL_ARGS=()
+if [ -n "${MODEL:-}" ]; then MODEL_ARGS=(--model "$(realpath "$MODEL")"); fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet "$REPO"   # the base install: no extras
+
+# run from outside the repository so the installed package, not the source tree, is imported
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+
+echo "== no torch, no onnx in the edge venv"
+"$VENV/bin/python" - <<'EOF'
+import importlib.util, sys
+for name in ("torch", "onnx", "wordfreq"):
+    if importlib.util.find_spec(name) is not None:
+        sys.exit(f"{name} is installed in the edge venv; the check needs a base install only")
+print("ok")
+EOF
+
+echo "== inkstream eval (greedy, then beam with the shipped LM)"
+"$VENV/bin/inkstream" eval "$FIXTURE" --limit 3 --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c \
+  'import json,sys; r=json.loads(sys.stdin.read()); assert {"cer","wer","samples","chars"} <= set(r), r; print("ok", r["samples"], "samples")'
+"$VENV/bin/inkstream" eval "$FIXTURE" --limit 2 --decoder beam --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c \
+  'import json,sys; r=json.loads(sys.stdin.read()); assert r["samples"] == 2, r; print("ok beam")'
+
+echo "== inkstream bench --quick"
+"$VENV/bin/inkstream" bench --quick --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+keys = ["per_sample_us_chunk1", "per_sample_us_chunk4", "per_sample_us_chunk16", "floor_us_per_frame",
+        "ort_call_overhead_us", "ratio_vs_rerun", "ratio_vs_torch", "per_stream_us_1", "per_stream_us_16",
+        "per_stream_us_256", "rtf_200hz", "rss_mb"]
+missing = [k for k in keys if k not in r]
+assert not missing, missing
+assert r["ratio_vs_torch"] is None, "torch must not be importable here"
+print("ok", {k: r[k] for k in ("rtf_200hz", "rss_mb")})'
+
+echo "== recognizer API"
+"$VENV/bin/python" - "$FIXTURE" "${MODEL:+$(realpath "$MODEL")}" <<'EOF'
+import sys
+import numpy as np
+from runtime.ink import load_corpus
+from runtime.recognizer import EndpointConfig, StreamingRecognizer
+
+corpus = load_corpus(sys.argv[1])
+model = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
+pts = np.asarray(corpus.points(0), np.float64)
+for decoder in ("greedy", "beam"):
+    rec = StreamingRecognizer(model, decoder=decoder, endpoint=EndpointConfig(pause_s=1e9, line_break=False))
+    streams = [rec.create_stream() for _ in range(3)]
+    for a in range(0, len(pts), 2):
+        for s in streams:
+            s.accept_samples(pts[a:a + 2])
+        rec.decode_streams(streams)
+    for s in streams:
+        s.input_finished()
+    rec.decode_streams(streams)
+    texts = {rec.get_result(s).text for s in streams}
+    assert texts == {rec.recognize(pts).text}, (decoder, texts)
+    assert all(rec.get_result(s).is_final for s in streams)
+for banned in ("torch", "onnx"):
+    assert banned not in sys.modules, banned
+print("ok")
+EOF
+echo "edge install check passed"

@@ -1,0 +1,167 @@
+"""CTC decoders: greedy and prefix beam search with the character LM, both incremental."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from runtime.alphabet import Alphabet
+from runtime.beam import CtcPrefixBeamDecoder
+from runtime.decoders import CtcGreedyDecoder
+from runtime.lm import SYMBOLS, CharLanguageModel, build_char_lm, save_lm
+
+
+def _collapse(path):
+    out, prev = [], 0
+    for p in path:
+        if p != 0 and p != prev:
+            out.append(p)
+        prev = p
+    return tuple(out)
+
+
+def _peaked(alphabet, text, frames_per_char=3, confidence=0.9, seed=0):
+    """Log-probs that spell ``text`` (blank between characters), with some noise."""
+    rng = np.random.default_rng(seed)
+    ids = []
+    for i in alphabet.encode(text):
+        ids += [i] * frames_per_char + [0]
+    probs = rng.dirichlet(np.ones(alphabet.size), size=len(ids)) * (1 - confidence)
+    probs[np.arange(len(ids)), ids] += confidence
+    return np.log(probs)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return CharLanguageModel()  # the shipped LM
+
+
+def test_beam_without_lm_finds_the_exact_most_probable_labelling():
+    alphabet = Alphabet("ab")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        lp = np.log(rng.dirichlet(np.ones(3) * 0.7, size=5))
+        probs = {}
+        for path in itertools.product(range(3), repeat=5):  # every CTC path
+            key = _collapse(path)
+            probs[key] = probs.get(key, 0.0) + math.exp(sum(lp[t, p] for t, p in enumerate(path)))
+        dec = CtcPrefixBeamDecoder(alphabet, beam_width=1000, lm_weight=0, insertion_bonus=0, char_threshold=-1e9)
+        state = dec.new_state()
+        dec.accept(state, lp)
+        for prefix, hyp in state.beams.items():  # prefix probabilities are exact, not approximations
+            assert math.isclose(math.exp(np.logaddexp(hyp.pb, hyp.pnb)), probs[prefix], rel_tol=1e-9)
+        assert dec.result(state)[0] == alphabet.decode(max(probs, key=probs.get))
+
+
+def test_beam_chunked_equals_whole(lm):
+    alphabet = lm.alphabet
+    lp = _peaked(alphabet, "the quick brown fox, 42!", confidence=0.5, seed=3)
+    dec = CtcPrefixBeamDecoder(alphabet, beam_width=6, lm_weight=0.8, insertion_bonus=0.5, lm=lm)
+    whole = dec.new_state()
+    dec.accept(whole, lp)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        chunked = dec.new_state()
+        start = 0
+        while start < len(lp):
+            n = int(rng.integers(1, 6))
+            dec.accept(chunked, lp[start:start + n])
+            start += n
+        assert dec.result(chunked) == dec.result(whole)
+    text, emissions = dec.result(whole)
+    assert len(emissions) == len(text) and emissions == sorted(emissions)
+
+
+def test_beam_agrees_with_greedy_on_confident_output(lm):
+    alphabet = lm.alphabet
+    lp = _peaked(alphabet, "Hello World 1990.", confidence=0.97)
+    greedy = CtcGreedyDecoder(alphabet)
+    gs = greedy.new_state()
+    greedy.accept(gs, lp)
+    beam = CtcPrefixBeamDecoder(alphabet, lm=lm)
+    bs = beam.new_state()
+    beam.accept(bs, lp)
+    assert greedy.result(gs)[0] == "Hello World 1990."
+    assert beam.result(bs) == greedy.result(gs)
+
+
+def test_language_model_fixes_an_ambiguous_letter(lm):
+    alphabet = lm.alphabet
+    lp = _peaked(alphabet, "tho house", frames_per_char=1, confidence=0.9)
+    # make the 3rd character (one frame) ambiguous between 'o' (slightly favoured) and 'e'
+    o, e = alphabet.encode("oe")
+    row = 4
+    assert lp[row].argmax() == o
+    lp[row] = np.log(np.full(alphabet.size, 1e-4))
+    lp[row, o], lp[row, e] = np.log(0.5), np.log(0.45)
+    no_lm = CtcPrefixBeamDecoder(alphabet, lm_weight=0, insertion_bonus=0)
+    with_lm = CtcPrefixBeamDecoder(alphabet, lm=lm, lm_weight=0.5)
+    for dec, want in ((no_lm, "tho house"), (with_lm, "the house")):
+        st = dec.new_state()
+        dec.accept(st, lp)
+        assert dec.result(st)[0] == want
+
+
+def test_lexicon_bonus_prefers_listed_words(tmp_path):
+    alphabet = Alphabet("abc ")
+    a, b = alphabet.encode("ab")
+    lp = _peaked(alphabet, "ab cc", frames_per_char=1, confidence=0.9)
+    row = 2
+    assert lp[row].argmax() == b
+    lp[row] = np.log(np.full(alphabet.size, 1e-4))
+    lp[row, b], lp[row, a] = np.log(0.5), np.log(0.45)  # "ab" slightly favoured over "aa"
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("# a word list\naa\n")
+    plain = CtcPrefixBeamDecoder(alphabet, lm_weight=0, insertion_bonus=0)
+    listed = CtcPrefixBeamDecoder(alphabet, lm_weight=0, insertion_bonus=0, lexicon=str(lexicon), lexicon_bonus=2.0)
+    for dec, want in ((plain, "ab cc"), (listed, "aa cc")):
+        st = dec.new_state()
+        dec.accept(st, lp)
+        assert dec.result(st)[0] == want
+
+
+def test_beam_options_are_checked():
+    with pytest.raises(ValueError, match="beam_width"):
+        CtcPrefixBeamDecoder(Alphabet(), beam_width=0, lm_weight=0)
+    with pytest.raises(ValueError, match="lm_weight"):
+        CtcPrefixBeamDecoder(Alphabet(), lm_weight=-1)
+
+
+def test_greedy_carries_the_previous_label_across_chunks():
+    alphabet = Alphabet("ab")
+    ids = [1, 1, 0, 1, 2, 2, 0, 0, 2]  # "a a b b" -> "aabb"... collapsed: a, a, b, b
+    lp = np.log(np.full((len(ids), 3), 0.01))
+    lp[np.arange(len(ids)), ids] = 0.0
+    dec = CtcGreedyDecoder(alphabet)
+    whole = dec.new_state()
+    dec.accept(whole, lp)
+    for cut in range(1, len(ids)):
+        st = dec.new_state()
+        dec.accept(st, lp[:cut])
+        dec.accept(st, lp[cut:])
+        assert dec.result(st) == dec.result(whole) == ("aabb", [0, 3, 4, 8])
+
+
+def test_shipped_lm_is_a_distribution_over_all_printable_ascii(lm):
+    for text in ("", "the qu", "don't", "Hello, ", "1990", "x"):
+        lp = lm.log_probs(lm.history_of(text))
+        assert lp[0] == -np.inf  # the CTC blank is never a character
+        assert np.isfinite(lp[1:]).all()  # every printable character stays possible
+        assert math.isclose(np.exp(lp[1:]).sum(), 1.0, rel_tol=1e-9)
+    assert lm.log_probs(lm.history_of("the quic"))[lm.alphabet.encode("k")[0]] > math.log(0.5)
+    assert lm.score("the house is new") > lm.score("tje hoisu iz nxw") + 10
+    assert lm.score("The") > lm.score("tHE")
+
+
+def test_build_save_and_load_a_small_lm(tmp_path):
+    arrays = build_char_lm({"the": 100.0, "then": 20.0, "than": 5.0, "a": 50.0}, order=4, min_history_count=1.0)
+    path = tmp_path / "tiny.npz"
+    save_lm(path, arrays)
+    lm = CharLanguageModel(path)
+    assert lm.order == 4 and len(SYMBOLS) == arrays["neg_log_probs_q"].shape[1]
+    h = lm.history_of("th")
+    e, a = lm.alphabet.encode("ea")
+    assert lm.log_probs(h)[e] > lm.log_probs(h)[a]
+    with pytest.raises(ValueError, match="not an inkstream character LM"):
+        np.savez(tmp_path / "other.npz", x=np.zeros(3))
+        CharLanguageModel(tmp_path / "other.npz")

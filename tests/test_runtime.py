@@ -1,0 +1,254 @@
+"""The streaming runtime through real ONNX files: streaming == offline, batching == single,
+metadata errors, endpoints and reset, alignment, ``inkstream eval`` and the edge-install imports."""
+import io
+import json
+import os
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.cli import main as cli_main
+from runtime.ink import load_corpus
+from runtime.model import ModelFileError, default_model_path
+from runtime.recognizer import EndpointConfig, StreamingRecognizer
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz"
+SHARED = ROOT.parent / "shared" / "data"
+NO_ENDPOINTS = EndpointConfig(pause_s=1e9, line_break=False)
+# the shipped model unless INKSTREAM_TEST_MODEL names another (e.g. while the shipped one is re-exported)
+MODEL = os.environ.get("INKSTREAM_TEST_MODEL") or None
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return StreamingRecognizer(MODEL, endpoint=NO_ENDPOINTS)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    c = load_corpus(FIXTURE)
+    return [(np.asarray(c.points(i), np.float64), str(c.texts[i])) for i in range(len(c))]
+
+
+def _stream(rec, pts, bursts):
+    """Feed ``pts`` in the given burst sizes (cycled), decoding after each; returns the final result."""
+    s = rec.create_stream()
+    a, k = 0, 0
+    while a < len(pts):
+        n = bursts[k % len(bursts)]
+        s.accept_samples(pts[a:a + n])
+        rec.decode_stream(s)
+        a, k = a + n, k + 1
+    s.input_finished()
+    rec.decode_stream(s)
+    return rec.get_result(s)
+
+
+def test_streaming_one_point_at_a_time_equals_offline(rec, samples):
+    for pts, _ in samples:
+        offline = rec.recognize(pts)
+        streamed = _stream(rec, pts, [1])
+        assert streamed.is_final and offline.is_final
+        assert streamed.text == offline.text
+        assert streamed.num_frames == offline.num_frames
+        assert [c.frame for c in streamed.chars] == [c.frame for c in offline.chars]
+        assert _stream(rec, pts, [2, 7, 1, 30]).text == offline.text
+
+
+def test_streaming_equals_offline_with_the_beam_decoder(samples):
+    beam = StreamingRecognizer(MODEL, decoder="beam", endpoint=NO_ENDPOINTS, decoder_options={"beam_width": 4})
+    for pts, _ in samples[:3]:
+        assert _stream(beam, pts, [3]).text == beam.recognize(pts).text
+
+
+@pytest.mark.shared
+def test_streaming_equals_offline_on_shared_iamondb_lines(rec):
+    path = SHARED / "iamondb" / "val.npz"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (shared data not mounted)")
+    c = load_corpus(path)
+    for i in range(3):
+        pts = np.asarray(c.points(i), np.float64)
+        assert _stream(rec, pts, [1]).text == rec.recognize(pts).text
+
+
+def test_batched_decode_equals_single(rec, samples):
+    inks = [pts for pts, _ in samples[:5]]
+    bursts = [1, 2, 3, 5, 8]  # every stream its own rhythm, so pending frame counts differ
+    singles = [_stream(rec, pts, [b]) for pts, b in zip(inks, bursts)]
+    streams = [rec.create_stream() for _ in inks]
+    pos = [0] * len(inks)
+    while any(p < len(pts) for p, pts in zip(pos, inks)):
+        for k, (s, pts) in enumerate(zip(streams, inks)):
+            if pos[k] < len(pts):
+                s.accept_samples(pts[pos[k]:pos[k] + bursts[k]])
+                pos[k] += bursts[k]
+        rec.decode_streams(streams)
+    for s in streams:
+        s.input_finished()
+    rec.decode_streams(streams)
+    for s, single in zip(streams, singles):
+        got = rec.get_result(s)
+        assert got.text == single.text and got.chars == single.chars and got.is_final
+
+
+def test_alignment_points_into_the_ink(rec, samples):
+    for pts, _ in samples:
+        res = rec.recognize(pts)
+        strokes = int((pts[:, 3] > 0.5).sum())
+        prev_end = 0
+        for ch in res.chars:
+            assert prev_end <= ch.sample_end <= len(pts) and ch.sample_start <= ch.sample_end
+            assert all(0 <= k < strokes for k in ch.strokes)
+            prev_end = ch.sample_end
+        assert "".join(c.char for c in res.chars) == res.text
+
+
+def _onnx():
+    return pytest.importorskip("onnx", reason="building test ONNX files needs the onnx package")
+
+
+def test_a_file_without_metadata_is_refused(tmp_path):
+    onnx = _onnx()
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "plain", [x], [y])
+    path = tmp_path / "plain.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(model, str(path))
+    with pytest.raises(ModelFileError, match="not an inkstream model.*model_type"):
+        StreamingRecognizer(path)
+
+
+def test_another_format_version_is_refused(tmp_path):
+    onnx = _onnx()
+    m = onnx.load(MODEL or str(default_model_path()))
+    for p in m.metadata_props:
+        if p.key == "format_version":
+            p.value = "99"
+    path = tmp_path / "future.onnx"
+    onnx.save(m, str(path))
+    with pytest.raises(ModelFileError, match="format_version '99'"):
+        StreamingRecognizer(path)
+
+
+def test_usage_errors_are_clear(rec, samples):
+    s = rec.create_stream()
+    with pytest.raises(ValueError, match=r"\(n, 4\)"):
+        s.accept_samples(np.zeros((3, 2)))
+    s.input_finished()
+    with pytest.raises(RuntimeError, match="input_finished"):
+        s.accept_samples(samples[0][0][:2])
+    with pytest.raises(ValueError, match="decoder must be"):
+        StreamingRecognizer(MODEL, decoder="nope")
+    with pytest.raises(FileNotFoundError):
+        StreamingRecognizer("/nonexistent/model.onnx")
+
+
+def test_pause_endpoint_and_reset(samples):
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=0.5, line_break=False))
+    pts = samples[0][0]
+    s = rec.create_stream()
+    s.accept_samples(pts)
+    rec.decode_stream(s)
+    last_t = float(pts[-1, 2])
+    has_text = bool(rec.get_result(s).text)
+    assert not rec.is_endpoint(s, now=last_t + 0.1)
+    assert rec.is_endpoint(s, now=last_t + 0.6) == has_text  # a pause ends a line only after some text
+    rec.reset(s)
+    assert s.samples == 0 and rec.get_result(s).text == "" and not s.finished
+
+
+def test_a_long_session_writes_line_after_line_with_bounded_state(samples):
+    """Ten lines written one below the other, fed 2 samples at a time: each new line is noticed
+    when its first stroke starts far left and below, the stream is reset, and no state grows."""
+    from runtime.features import FeatureExtractor
+
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9))
+    single_lines = [3, 5, 7, 8, 6]  # fixture samples that are one written line each
+    lines, t0, top = [], 0.0, 0.0
+    for k in range(10):
+        pts = samples[single_lines[k % len(single_lines)]][0].copy()
+        fx = FeatureExtractor(rec.model.feature_config)
+        fx.accept(pts)
+        pts[:, :2] = (pts[:, :2] - pts[:, :2].min(axis=0)) * (100.0 / fx.scale())  # one writer's size
+        pts[:, 1] += top
+        top = pts[:, 1].max() + 150.0  # the next line starts below this one
+        pts[:, 2] += t0
+        t0 = pts[-1, 2] + 0.3
+        lines.append(pts)
+    session = np.concatenate(lines)
+    s = rec.create_stream()
+    ends, biggest = 0, 0
+    for a in range(0, len(session), 2):
+        s.accept_samples(session[a:a + 2])
+        rec.decode_stream(s)
+        biggest = max(biggest, s.samples, len(s.frame_samples))
+        if rec.is_endpoint(s):
+            ends += 1
+            rec.reset(s)
+            rec.decode_stream(s)
+    assert ends == 9  # nine line breaks between ten lines
+    assert biggest <= max(len(p) for p in lines)
+
+
+def _cli(argv):
+    if MODEL and argv[0] == "eval":
+        argv = argv + ["--model", MODEL]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli_main(argv)
+    return code, out.getvalue().strip().splitlines()
+
+
+def test_eval_cli_reports_json_and_streaming_matches_whole_feeding():
+    code, lines = _cli(["eval", str(FIXTURE), "--json", "--limit", "4"])
+    assert code == 0
+    res = json.loads(lines[-1])
+    assert {"cer", "wer", "samples", "chars"} <= set(res) and res["samples"] == 4
+    assert 0 <= res["wer"] <= 1 and res["chars"] > 0 and res["pen_samples"] > 0
+    _, whole = _cli(["eval", str(FIXTURE), "--json", "--limit", "4", "--burst", "0"])
+    assert json.loads(whole[-1])["char_errors"] == res["char_errors"]
+    _, val = _cli(["eval", str(FIXTURE), "--json", "--split", "val"])
+    assert json.loads(val[-1])["samples"] == 8  # the fixture holds 8 val and 2 train samples
+
+
+def test_eval_cli_reads_an_iamondb_root_with_forms():
+    root = ROOT / "tests" / "fixtures" / "ink" / "iamondb_root"
+    code, lines = _cli(["eval", str(root), "--forms", str(root / "forms.txt"), "--json"])
+    assert code == 0 and json.loads(lines[-1])["samples"] >= 1
+
+
+def test_trivial_onnx_graph_is_built_without_the_onnx_package():
+    import onnxruntime as ort
+
+    from runtime.bench import trivial_onnx_bytes
+
+    sess = ort.InferenceSession(trivial_onnx_bytes(), providers=["CPUExecutionProvider"])
+    x = np.array([3.5], np.float32)
+    assert sess.run(None, {"x": x})[0].tolist() == [3.5]
+
+
+def test_torch_twin_of_the_onnx_model_matches_it():
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from runtime.bench import torch_step_us
+
+    us, parity, note = torch_step_us(MODEL or str(default_model_path()), repeats=1)
+    assert us is not None and parity < 1e-4, note
+
+
+def test_edge_modules_do_not_import_torch_or_onnx():
+    code = ("import sys, runtime, runtime.recognizer, runtime.evaluate, runtime.bench, runtime.beam, runtime.lm, "
+            "firmware_bridge\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxscript', 'wordfreq'))\n"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,150 @@
+"""Training, resume, DDP on CPU (gloo), and export parity, on the small UNIPEN fixture."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training tests need the 'train' extra (torch)")
+
+from conftest import FIXTURES, REPO  # noqa: E402
+
+WORDS = FIXTURES / "train" / "unipen_words_48.npz"
+TINY = ["--train", f"npz:{WORDS}", "--val", f"npz:{WORDS}", "--data-root", str(FIXTURES),
+        "--hidden-size", "32", "--num-layers", "2", "--input-size", "16", "--max-batch-frames", "3000",
+        "--no-progress", "--workers", "1", "--threads", "1"]
+
+
+def _train(out, *extra, env=None, **kw):
+    cmd = [sys.executable, "-m", "runtime.cli", "train", "--out", str(out), "--cache-dir", str(out / "cache"), *TINY, *extra]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=240, **kw)
+
+
+def _weights(path):
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return ckpt["step"], ckpt["model"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    r = _train(out, "--max-steps", "40", "--eval-every", "20")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_train_runs_to_a_checkpoint_with_metrics_and_curves(tiny_run):
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "curves.png", "config.json"):
+        assert (tiny_run / name).exists(), name
+    rows = [json.loads(l) for l in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["kind"] == "val"]
+    assert [r["step"] for r in val] == [20, 40]
+    assert all(0.0 <= r["cer"] <= 1.5 for r in val)
+    ckpt = torch.load(tiny_run / "last.pt", map_location="cpu", weights_only=False)
+    assert ckpt["model_config"]["hidden_size"] == 32 and ckpt["step"] == 40
+    assert "optimizer" in ckpt and "rng" in ckpt
+
+
+def test_loss_goes_down_on_the_fixture(tiny_run):
+    rows = [json.loads(l) for l in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if r["kind"] == "train"]
+    assert losses[-1] < losses[0]
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    unbroken = tmp_path / "unbroken"
+    r = _train(unbroken, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    broken = tmp_path / "broken"
+    cmd = [sys.executable, "-m", "runtime.cli", "train", "--out", str(broken), "--cache-dir", str(broken / "cache"),
+           *TINY, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        last = broken / "last.pt"
+        if last.exists():
+            try:
+                step = torch.load(last, map_location="cpu", weights_only=False)["step"]
+            except Exception:  # being replaced right now; atomic rename means the next read works
+                step = 0
+            if step >= 6:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed_at = step
+                break
+        time.sleep(0.05)
+    assert killed_at is not None, "the run finished or stalled before it could be killed"
+    r = _train(broken, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "[resume]" in r.stdout
+    step_a, wa = _weights(unbroken / "last.pt")
+    step_b, wb = _weights(broken / "last.pt")
+    assert step_a == step_b == 24
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_ddp_on_cpu_with_gloo_two_processes(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "runtime.cli", "train", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), *TINY,
+           "--max-steps", "6", "--eval-every", "6"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-3000:])
+    assert "DDP x2" in r.stdout
+    step, _ = _weights(tmp_path / "last.pt")
+    assert step == 6
+
+
+def test_training_refuses_held_out_sets():
+    from training.data import _source_samples
+
+    for name in ("iamondb:val", "iamondb:test", "unipen-text:val"):
+        with pytest.raises(ValueError, match="may not be trained on"):
+            next(_source_samples(name, str(FIXTURES), for_training=True))
+
+
+def test_bad_config_names_the_field():
+    from training.train import TrainConfig
+
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="weight"):
+        TrainConfig(train=("iamondb:train=abc",))
+
+
+def test_export_parity_metadata_and_runtime_load(tiny_run, tmp_path):
+    from export.onnx_export import export_checkpoint
+    from runtime.model import METADATA_KEYS, OnnxModel
+    from runtime.recognizer import StreamingRecognizer
+    from runtime.ink import load_corpus
+
+    res = export_checkpoint(tiny_run / "best.pt", tmp_path)
+    assert res["parity_max_abs_diff"] < 1e-4
+    assert Path(res["int8"]).exists()
+    m = OnnxModel(res["onnx"])
+    for k in METADATA_KEYS:
+        assert k in m.info.metadata
+    assert m.info.hidden_size == 32 and m.info.num_layers == 2
+    q = OnnxModel(res["int8"])
+    assert q.info.metadata.get("quantization")
+    # the exported file recognises like the torch model decodes
+    from training.train import greedy_decode, load_checkpoint, model_from_checkpoint
+    from runtime.features import extract
+
+    model = model_from_checkpoint(load_checkpoint(tiny_run / "best.pt"))
+    rec = StreamingRecognizer(res["onnx"])
+    c = load_corpus(WORDS)
+    for i in range(5):
+        p = c.points(i)
+        x = torch.from_numpy(extract(p))[None]
+        with torch.no_grad():
+            lp, _, _ = model(x)
+        assert rec.recognize(p).text == greedy_decode(lp, [x.shape[1]], rec.alphabet)[0]
