@@ -16,6 +16,7 @@ __all__ = ["DeviceArea", "PenEvent", "validate_points", "resample_points", "esti
 
 NOMINAL_HEIGHT_MM = 10.0  # ink of unknown resolution is drawn this high (about one written line)
 MARGIN_MM = 10.0
+MIN_REPORT_STEP_S = 1e-6  # the inkstream protocol's clock resolution (t_us)
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,16 @@ def fit_to_device(points: np.ndarray, units_per_mm: float, area: DeviceArea) -> 
 def pen_events(points: np.ndarray, device_xy: np.ndarray, t0: float, lift_delay: float) -> list[PenEvent]:
     """Tip-down reports for every point and, after each stroke, one "pen left" report
     (tip up, proximity out) ``lift_delay`` seconds after the stroke's last point. Times start at
-    ``t0`` and never decrease."""
+    ``t0`` and strictly increase, by at least MIN_REPORT_STEP_S (the inkstream protocol drops a
+    SAMPLE whose time is not later than the last one's; ink may repeat a time, and a stroke may
+    start one sample period after the last, when its pen-left report is due)."""
     events = []
     if len(points) == 0:
         return events
     base = float(points[0, 2])
-    last_t = t0
+    last_t = t0 - MIN_REPORT_STEP_S
     for row, (x, y) in zip(points, device_xy):
-        t = max(t0 + float(row[2]) - base, last_t)
+        t = max(t0 + float(row[2]) - base, last_t + MIN_REPORT_STEP_S)
         events.append(PenEvent(t, int(x), int(y), True, True))
         last_t = t
         if row[3] > 0.5:
