@@ -46,6 +46,8 @@ class TrainConfig:
     val: tuple = ("iamondb:val",)
     val_limit: int = 400  # samples per validation source used for the periodic CER
     cache_dir: str = "cache/features"
+    # features (the rest of FeatureConfig keeps its defaults)
+    feature_step: float = 0.5  # resampling step in ink-scale units: smaller means more frames per character
     # model
     hidden_size: int = 192
     num_layers: int = 3
@@ -169,7 +171,7 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.alphabet = Alphabet()
-        self.fcfg = FeatureConfig()
+        self.fcfg = FeatureConfig(step=cfg.feature_step)
         self.mcfg = cfg.model_config(self.alphabet)
 
         self._seed_everything(cfg.seed + self.rank)

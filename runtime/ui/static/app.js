@@ -1,0 +1,445 @@
+// inkstream live page: draws the ink the server streams, the growing hypothesis under it and the
+// final lines; sends pointer input when the server's source is "browser". No build step, no
+// network beyond this page's own server. Messages are described in runtime/ui/session.py.
+"use strict";
+
+const RECONNECT_FIRST_MS = 250;
+const RECONNECT_MAX_MS = 5000;
+const PEN_FLUSH_MS = 25;          // pointer samples are sent in small batches
+const PING_PERIOD_MS = 2000;      // clock offset to the server, for the latency figure
+const INK_COLOR = "#1d2433";
+const HIGHLIGHT_COLOR = "#d9480f";
+const HIGHLIGHT_SOFT = "#f59f00";
+
+const app = {
+  ws: null,
+  connected: false,
+  reconnectDelay: RECONNECT_FIRST_MS,
+  reconnects: 0,
+  seq: 0,
+  penInput: false,
+  maxSamplesPerMessage: 512,
+  memoryCells: 0,
+  line: 0,
+  rows: [],            // current line: [x, y, t, pen_up_after]
+  text: "",
+  chars: [],           // {c, frame, s0, s1, strokes}
+  cells: [],           // current line: {sample, values}
+  history: [],         // final lines: {line, text, chars, rows, cells?}
+  highlight: null,     // {line, strokes: Set, s0, s1}
+  clockOffsetMs: 0,    // server clock - page clock
+  bestRttMs: Infinity,
+  bestRttAt: 0,
+  latencyMs: null,
+  errors: [],          // error messages received from the server
+  pendingSamples: [],
+  activeStroke: null,  // local echo of the stroke being written
+  messagesReceived: 0,
+};
+window.inkstreamApp = app;  // for curious users and for the browser tests
+
+const $ = (id) => document.getElementById(id);
+
+// ---- connection ---------------------------------------------------------------------------
+function connect() {
+  setStatus("connecting", "connecting…");
+  const ws = new WebSocket(`ws://${location.host}/ws`);
+  app.ws = ws;
+  ws.onopen = () => {
+    app.connected = true;
+    app.reconnectDelay = RECONNECT_FIRST_MS;
+    setStatus("open", "live");
+    sendPing();
+  };
+  ws.onmessage = (event) => {
+    app.messagesReceived += 1;
+    handleMessage(JSON.parse(event.data));
+  };
+  ws.onclose = () => {
+    app.connected = false;
+    if (app.ws !== ws) return;
+    const delay = app.reconnectDelay;
+    app.reconnectDelay = Math.min(app.reconnectDelay * 2, RECONNECT_MAX_MS);  // back off
+    setStatus("closed", `disconnected, retrying in ${(delay / 1000).toFixed(1)} s`);
+    setTimeout(() => { app.reconnects += 1; connect(); }, delay);
+  };
+}
+
+function send(message) {
+  if (app.ws && app.ws.readyState === WebSocket.OPEN) {
+    app.ws.send(JSON.stringify(message));
+    return true;
+  }
+  return false;
+}
+
+function sendPing() { send({ type: "ping", t: Date.now() }); }
+
+function setStatus(state, text) {
+  const el = $("connection");
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+// ---- messages from the server ---------------------------------------------------------------
+function handleMessage(msg) {
+  if (msg.type === "hello") return onHello(msg);
+  if (msg.type === "pong") {
+    // Keep the offset measured with the shortest round trip: a reply that waited in a queue
+    // would skew it by half the wait.
+    const now = Date.now();
+    const rtt = now - msg.t;
+    if (rtt <= app.bestRttMs * 1.5 || now - app.bestRttAt > 60000) {
+      app.bestRttMs = Math.min(rtt, app.bestRttMs * 1.5);
+      app.bestRttAt = now;
+      app.clockOffsetMs = msg.server_ms - (msg.t + now) / 2;
+    }
+    return;
+  }
+  if (msg.type === "error") return showError(msg.message);
+  if (msg.seq !== undefined) {
+    if (msg.seq <= app.seq) return;  // already part of the snapshot we started from
+    app.seq = msg.seq;
+  }
+  if (msg.type === "update") onUpdate(msg);
+  else if (msg.type === "final") onFinal(msg);
+  else if (msg.type === "clear") onClear();
+  else if (msg.type === "stats") onStats(msg);
+  else if (msg.type === "source") $("source-state").textContent = `source: ${msg.state}`;
+}
+
+function onHello(msg) {
+  const s = msg.state;
+  app.seq = s.seq;
+  app.penInput = msg.pen_input;
+  app.memoryCells = msg.memory_cells;
+  app.maxSamplesPerMessage = msg.limits.max_samples_per_message;
+  app.line = s.line;
+  app.rows = s.rows;
+  app.text = s.text;
+  app.chars = s.chars;
+  app.cells = s.cells;
+  app.history = s.history;
+  app.highlight = null;
+  $("source-name").textContent = msg.source;
+  $("source-state").textContent = `source: ${s.source_state}`;
+  const m = msg.model;
+  $("model-info").textContent = `model: ${m.layers}×${m.hidden} LSTM` + (m.val_cer ? `, validation CER ${m.val_cer}` : "");
+  $("ink-canvas").classList.toggle("pen-input", app.penInput);
+  $("pen-hint").hidden = !app.penInput || app.rows.length > 0;
+  renderHistory();
+  renderLive();
+}
+
+function onUpdate(msg) {
+  if (msg.line !== app.line) {
+    app.line = msg.line;
+    app.rows = [];
+    app.cells = [];
+  }
+  app.rows.length = Math.min(app.rows.length, msg.first_sample);
+  for (const r of msg.rows) app.rows.push(r);
+  app.text = msg.text;
+  app.chars = msg.chars;
+  if (msg.cells) app.cells.push(msg.cells);
+  $("pen-hint").hidden = true;
+  renderLive();
+  requestAnimationFrame(() => {  // painted: measure sample-to-screen latency
+    const latency = Date.now() + app.clockOffsetMs - msg.arrived_ms;
+    app.latencyMs = app.latencyMs === null ? latency : 0.8 * app.latencyMs + 0.2 * latency;
+    $("stat-latency").textContent = Math.max(0, app.latencyMs).toFixed(0);
+  });
+}
+
+function onFinal(msg) {
+  app.history.push({ line: msg.line, text: msg.text, chars: msg.chars,
+                     rows: app.rows.slice(0, msg.num_samples), cells: app.cells });
+  app.line = msg.line + 1;
+  app.rows = [];
+  app.text = "";
+  app.chars = [];
+  app.cells = [];
+  if (app.highlight && app.highlight.line === "live") app.highlight = null;
+  renderHistory();
+  renderLive();
+}
+
+function onClear() {
+  app.rows = []; app.text = ""; app.chars = []; app.cells = []; app.history = [];
+  app.highlight = null; app.activeStroke = null;
+  $("pen-hint").hidden = !app.penInput;
+  renderHistory();
+  renderLive();
+}
+
+function onStats(msg) {
+  $("stat-rate").textContent = msg.samples_per_s.toFixed(0);
+  $("stat-rtf").textContent = msg.rtf === null ? "–" : msg.rtf.toFixed(3);
+  const errors = msg.serial_errors;
+  $("stat-errors").textContent = errors.total;
+  const box = $("stat-errors-box");
+  box.classList.toggle("has-errors", errors.total > 0);
+  box.title = "bad frames counted by the serial bridge" +
+    Object.entries(errors.counts).map(([k, v]) => `\n${k}: ${v}`).join("");
+  $("source-state").textContent = `source: ${msg.source_state}`;
+}
+
+function showError(text) {
+  app.errors.push(text);
+  const toast = $("error-toast");
+  toast.textContent = `server: ${text}`;
+  toast.hidden = false;
+  clearTimeout(showError.timer);
+  showError.timer = setTimeout(() => { toast.hidden = true; }, 4000);
+}
+
+// ---- ink geometry -----------------------------------------------------------------------------
+function strokesOf(rows) {
+  // [{index, points: [[x, y, sampleIndex], ...]}] split at pen_up_after
+  const strokes = [];
+  let current = [];
+  rows.forEach((r, i) => {
+    current.push([r[0], r[1], i]);
+    if (r[3] > 0.5) { strokes.push({ index: strokes.length, points: current }); current = []; }
+  });
+  if (current.length) strokes.push({ index: strokes.length, points: current });
+  return strokes;
+}
+
+function fitTransform(rows, width, height, pad, wideAspect) {
+  // Uniform scale of the rows' bounding box into width x height; short lines are not blown up
+  // (the box is at least wideAspect times as wide as it is high).
+  if (!rows.length) return { scale: 1, dx: 0, dy: 0 };
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const r of rows) {
+    x0 = Math.min(x0, r[0]); x1 = Math.max(x1, r[0]);
+    y0 = Math.min(y0, r[1]); y1 = Math.max(y1, r[1]);
+  }
+  const h = Math.max(y1 - y0, 1e-6);
+  const w = Math.max(x1 - x0, h * wideAspect, 1e-6);
+  const scale = Math.min((width - 2 * pad) / w, (height - 2 * pad) / h);
+  return { scale, dx: pad - x0 * scale, dy: (height - (y1 - y0) * scale) / 2 - y0 * scale };
+}
+
+function prepareCanvas(canvas) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  return { ctx, w, h };
+}
+
+function drawInk(ctx, rows, tf, highlight, lineWidth) {
+  const strokes = strokesOf(rows);
+  const hi = highlight || { strokes: new Set(), s0: 0, s1: 0 };
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  const path = (pts) => {
+    ctx.beginPath();
+    pts.forEach(([x, y], k) => {
+      const px = x * tf.scale + tf.dx, py = y * tf.scale + tf.dy;
+      if (k === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
+    });
+    if (pts.length === 1) ctx.lineTo(pts[0][0] * tf.scale + tf.dx + 0.1, pts[0][1] * tf.scale + tf.dy);
+    ctx.stroke();
+  };
+  for (const s of strokes) {
+    const lit = hi.strokes.has(s.index);
+    ctx.strokeStyle = lit ? HIGHLIGHT_SOFT : INK_COLOR;
+    ctx.lineWidth = lit ? lineWidth * 2 : lineWidth;
+    path(s.points);
+  }
+  if (highlight && hi.s1 > hi.s0) {  // the samples this character was read from, strongest
+    ctx.strokeStyle = HIGHLIGHT_COLOR;
+    ctx.lineWidth = lineWidth * 2.5;
+    for (const s of strokes) {
+      const pts = s.points.filter((p) => p[2] >= hi.s0 && p[2] < hi.s1);
+      if (pts.length) path(pts);
+    }
+  }
+}
+
+// ---- rendering ---------------------------------------------------------------------------------
+function liveTransform(w, h) {
+  // Ink written on this page is drawn where it was written (CSS pixels); device ink is fitted.
+  if (app.penInput) return { scale: 1, dx: 0, dy: 0 };
+  return fitTransform(app.rows, w, h, 24, 6);
+}
+
+function renderLive() {
+  const { ctx, w, h } = prepareCanvas($("ink-canvas"));
+  const tf = liveTransform(w, h);
+  const hl = app.highlight && app.highlight.line === "live" ? app.highlight : null;
+  drawInk(ctx, app.rows, tf, hl, app.penInput ? 3 : 2.5);
+  if (app.activeStroke && app.activeStroke.length) {
+    drawInk(ctx, app.activeStroke.map(([x, y]) => [x, y, 0, 0]), tf, null, 3);
+  }
+  renderText($("hypothesis"), app.text, app.chars, "live");
+  renderGraves();
+}
+
+function renderText(el, text, chars, lineKey) {
+  el.textContent = "";
+  chars.forEach((a, k) => {
+    const span = document.createElement("span");
+    span.className = "char";
+    span.textContent = a.c;
+    span.dataset.index = k;
+    span.dataset.strokes = a.strokes.join(",");
+    span.addEventListener("mouseenter", () => setHighlight(lineKey, a, span));
+    span.addEventListener("mouseleave", () => setHighlight(null, null, null));
+    el.appendChild(span);
+  });
+  el.dataset.text = text;
+}
+
+function setHighlight(lineKey, alignment, span) {
+  document.querySelectorAll(".char.active").forEach((s) => s.classList.remove("active"));
+  if (lineKey === null) {
+    app.highlight = null;
+  } else {
+    app.highlight = { line: lineKey, strokes: new Set(alignment.strokes), s0: alignment.s0, s1: alignment.s1 };
+    span.classList.add("active");
+  }
+  renderLive();
+  renderHistoryCanvases();
+}
+
+function renderHistory() {
+  const list = $("final-lines");
+  list.textContent = "";
+  for (const entry of app.history.slice().reverse()) {
+    const li = document.createElement("li");
+    li.dataset.line = entry.line;
+    const canvas = document.createElement("canvas");
+    const text = document.createElement("div");
+    text.className = "text-line";
+    li.append(canvas, text);
+    list.appendChild(li);
+    if (entry.text) renderText(text, entry.text, entry.chars, entry.line);
+    else { text.textContent = "(nothing recognised)"; text.classList.add("empty"); text.dataset.text = ""; }
+  }
+  renderHistoryCanvases();
+}
+
+function renderHistoryCanvases() {
+  const byLine = new Map(app.history.map((e) => [String(e.line), e]));
+  document.querySelectorAll("#final-lines li").forEach((li) => {
+    const entry = byLine.get(li.dataset.line);
+    const canvas = li.querySelector("canvas");
+    const { ctx, w, h } = prepareCanvas(canvas);
+    const hl = app.highlight && String(app.highlight.line) === li.dataset.line ? app.highlight : null;
+    drawInk(ctx, entry.rows, fitTransform(entry.rows, w, h, 6, 3), hl, 1.6);
+  });
+}
+
+// Alex Graves' view: characters at the moment they were emitted, some LSTM memory cells over
+// time (one column per decode), and the ink. Shows the live line, or the last final line.
+function renderGraves() {
+  const section = $("graves");
+  if (section.hidden) return;
+  let rows = app.rows, chars = app.chars, cells = app.cells;
+  if (!rows.length && app.history.length) {
+    const last = app.history[app.history.length - 1];
+    rows = last.rows; chars = last.chars; cells = last.cells || [];
+  }
+  const { ctx, w, h } = prepareCanvas($("graves-canvas"));
+  const labelW = 110, charsH = 36, inkH = 90, gap = 8;
+  const cellsH = h - charsH - inkH - 2 * gap;
+  const n = Math.max(rows.length, 1);
+  const xOf = (sample) => labelW + (sample / n) * (w - labelW - 8);
+  ctx.fillStyle = "#6b7280";
+  ctx.font = "12px system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.fillText("output", 4, charsH / 2);
+  ctx.fillText(`LSTM cells (${app.memoryCells})`, 4, charsH + gap + cellsH / 2);
+  ctx.fillText("ink", 4, h - inkH / 2);
+  ctx.fillText("time →", w - 50, charsH + gap + cellsH + gap / 2);
+  // characters where they were emitted
+  ctx.fillStyle = INK_COLOR;
+  ctx.font = "20px Georgia, serif";
+  for (const a of chars) ctx.fillText(a.c, xOf(a.s1) - 5, charsH / 2);
+  // memory cells: one column per decode, red positive, blue negative
+  const k = cells.length ? cells[0].values.length : 0;
+  let prev = 0;
+  for (const col of cells) {
+    const x0 = xOf(prev), x1 = Math.max(xOf(col.sample), x0 + 1);
+    col.values.forEach((v, i) => {
+      const a = Math.tanh(v);
+      const c = Math.round(255 * (1 - Math.abs(a)));
+      ctx.fillStyle = a >= 0 ? `rgb(255,${c},${c})` : `rgb(${c},${c},255)`;
+      ctx.fillRect(x0, charsH + gap + (i * cellsH) / k, x1 - x0 + 0.5, cellsH / k + 0.5);
+    });
+    prev = col.sample;
+  }
+  ctx.strokeStyle = "#e3e1da";
+  ctx.strokeRect(labelW, charsH + gap, w - labelW - 8, cellsH);
+  // the ink
+  ctx.save();
+  const tf = fitTransform(rows, w - labelW - 8, inkH, 4, 3);
+  ctx.translate(labelW, h - inkH);
+  drawInk(ctx, rows, tf, null, 1.6);
+  ctx.restore();
+}
+
+// ---- writing on the page -------------------------------------------------------------------------
+function flushPen() {
+  while (app.pendingSamples.length) {
+    const batch = app.pendingSamples.splice(0, app.maxSamplesPerMessage);
+    if (!send({ type: "pen", samples: batch })) { app.pendingSamples = []; return; }
+  }
+}
+
+function penSample(event, tip) {
+  const pressure = event.pointerType === "pen" ? event.pressure : (tip ? 0.5 : 0);
+  return [event.offsetX, event.offsetY, event.timeStamp / 1000, tip ? 1 : 0, pressure];
+}
+
+function setupPen() {
+  const canvas = $("ink-canvas");
+  canvas.addEventListener("pointerdown", (e) => {
+    if (!app.penInput) return;
+    e.preventDefault();
+    if (canvas.setPointerCapture && e.isTrusted) canvas.setPointerCapture(e.pointerId);
+    app.activeStroke = [[e.offsetX, e.offsetY]];
+    app.pendingSamples.push(penSample(e, true));
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!app.penInput || !app.activeStroke) return;
+    const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [];
+    for (const ev of events.length ? events : [e]) {
+      app.activeStroke.push([ev.offsetX, ev.offsetY]);
+      app.pendingSamples.push(penSample(ev, true));
+    }
+    renderLive();
+  });
+  const end = (e) => {
+    if (!app.penInput || !app.activeStroke) return;
+    app.pendingSamples.push(penSample(e, false));
+    app.activeStroke = null;
+    flushPen();
+  };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+  setInterval(flushPen, PEN_FLUSH_MS);
+}
+
+// ---- start --------------------------------------------------------------------------------------
+function start() {
+  $("clear-button").addEventListener("click", () => send({ type: "clear" }));
+  $("graves-toggle").addEventListener("change", (e) => {
+    $("graves").hidden = !e.target.checked;
+    renderGraves();
+  });
+  window.addEventListener("resize", () => { renderLive(); renderHistoryCanvases(); });
+  setupPen();
+  setInterval(sendPing, PING_PERIOD_MS);
+  connect();
+}
+
+start();
