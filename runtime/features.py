@@ -50,7 +50,7 @@ NUM_FEATURES = 7
 class FeatureConfig:
     """Parameters of the feature pipeline; stored in every checkpoint and ONNX file."""
 
-    step: float = 0.5  # resampling step, in units of the ink scale
+    step: float = 1.0  # resampling step, in units of the ink scale
     window: float = 300.0  # statistics window, in ink-scale units of pen-down path
     extent_floor: float = 0.05  # scale >= extent_floor * largest stroke extent (for flat ink such as '-')
     max_frames_per_segment: int = 64  # guards against pathological input (a huge segment)

@@ -42,12 +42,13 @@ class TrainConfig:
 
     out: str = "runs/default"
     data_root: str = "../shared/data"
-    train: tuple = ("iamondb:train=1.0", "unipen-words:train=0.15", "unipen-text:train=0.3")
-    val: tuple = ("iamondb:val",)
+    train: tuple = ("iamondb:train=1.0", "unipen-words:train=0.15", "unipen-text:train=0.3", "unipen-chars:train=0.05")
+    val: tuple = ("iamondb:val", "unipen-text:val")
     val_limit: int = 400  # samples per validation source used for the periodic CER
     cache_dir: str = "cache/features"
+    init: str = ""  # start from this checkpoint's weights (not its optimizer or position): a curriculum stage
     # features (the rest of FeatureConfig keeps its defaults)
-    feature_step: float = 0.5  # resampling step in ink-scale units: smaller means more frames per character
+    feature_step: float = 1.0  # resampling step in ink-scale units: smaller means more frames per character
     # model
     hidden_size: int = 192
     num_layers: int = 3
@@ -197,6 +198,13 @@ class Trainer:
         self.frames_seen = 0
         if resume and (self.out / "last.pt").exists():
             self._restore(load_checkpoint(self.out / "last.pt"))
+        elif cfg.init:
+            init = load_checkpoint(cfg.init)
+            shape = lambda mc: {k: v for k, v in mc.items() if k != "dropout"}  # dropout may change between stages
+            if shape(init["model_config"]) != shape(asdict(self.mcfg)):
+                raise ValueError(f"--init {cfg.init}: its model {init['model_config']} differs from {asdict(self.mcfg)}")
+            self.model.load_state_dict(init["model"])
+            self._log(f"[init] weights from {cfg.init} (step {init['step']})")
 
         self._load_data()
 
