@@ -139,7 +139,18 @@ def _cache_key(name: str, data_root: str, fcfg: FeatureConfig, alphabet: Alphabe
     h.update(alphabet.chars.encode())
     h.update(str(MAX_POINTS).encode())
     kind, _, arg = name.partition(":")
-    for f in sorted(Path(data_root).rglob("*.npz")) if kind not in ("npz",) else [Path(arg)]:
+    if kind == "npz":
+        files = [Path(arg)]
+    elif kind in ("iamondb-root", "inkml"):
+        files = sorted(p for p in Path(arg).rglob("*") if p.is_file())
+    elif kind == "synthetic":  # the generator's code and fonts decide what it renders
+        from training import synthetic
+
+        here = Path(synthetic.__file__).parent
+        files = [Path(synthetic.__file__), here / "fonts.py"] + sorted((here / "fonts").glob("*"))
+    else:
+        files = sorted(Path(data_root).rglob("*.npz"))
+    for f in files:
         st = f.stat()
         h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]

@@ -41,7 +41,7 @@ class TrainConfig:
     """Everything a training run needs; flags of ``inkstream train`` map one to one onto it."""
 
     out: str = "runs/default"
-    data_root: str = "../shared/data"
+    data_root: str = os.environ.get("INKSTREAM_DATA", "../shared/data")  # folder with iamondb/, unipen/, imadocsen/
     train: tuple = ("iamondb:train=1.0", "unipen-words:train=0.15", "unipen-text:train=0.3", "unipen-chars:train=0.05")
     val: tuple = ("iamondb:val", "unipen-text:val")
     val_limit: int = 400  # samples per validation source used for the periodic CER
