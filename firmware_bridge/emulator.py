@@ -6,7 +6,9 @@ encoder, ``firmware/inkstream_protocol.py``) or as a Wacom ``isdv4`` digitizer. 
 commands (inkstream START/STOP/DESCRIBE; ISDV4 ``*``/``1``/``0``), streams only after a start
 command unless ``autostart``, scales ink into the device's coordinate range, sends a pen-left
 report after each stroke, and can corrupt outgoing bytes (flip, drop or insert) with
-probability ``noise`` per byte.
+probability ``noise`` per byte. :meth:`EmulatedTablet.reboot` restarts the device while the pty
+stays open (as over a UART bridge): new session, seq and clock from 0, a boot HELLO, and no
+streaming until the next start command (unless ``autostart``).
 
 Timing: the device clock runs ``speed`` times faster than the wall clock; the ink's own times
 (or times resampled at ``rate_hz``) are device times. inkstream SAMPLE timestamps are therefore
@@ -76,6 +78,7 @@ class EmulatorStats:
     bytes_dropped_unread: int = 0
     commands: list = field(default_factory=list)
     loops: int = 0
+    reboots: int = 0
 
 
 def corrupt_bytes(data: bytes, probability: float, rng: random.Random) -> tuple[bytes, int]:
@@ -126,6 +129,7 @@ class EmulatedTablet:
         self._commands = device_protocol.CommandReader()
         self._streaming = config.autostart
         self._session = self._rng.randrange(1, 1 << 16)  # a new one per emulator, as per boot
+        self._reboot_requested = threading.Event()
 
     # -- the replay schedule ---------------------------------------------------------------
     def _schedule(self, inks: Sequence[tuple]) -> tuple[list[PenEvent], float]:
@@ -214,6 +218,21 @@ class EmulatedTablet:
         flags = (device_protocol.FLAG_TIP if event.tip else 0) | (device_protocol.FLAG_PROXIMITY if event.proximity else 0)
         return self._encoder.sample(int(round(device_t * 1e6)), event.x, event.y, pressure, flags)
 
+    def reboot(self) -> None:
+        """Restart the emulated device (thread-safe; done by the device loop): see the module doc."""
+        self._reboot_requested.set()
+
+    def _do_reboot(self) -> None:
+        old = self._session
+        while self._session == old:
+            self._session = self._rng.randrange(1, 1 << 16)
+        self._encoder = device_protocol.FrameEncoder()
+        self._commands = device_protocol.CommandReader()
+        self._streaming = self.config.autostart
+        self.stats.reboots += 1
+        if self.config.protocol == "inkstream":
+            self._write(self._hello())  # the boot HELLO
+
     def run(self) -> None:
         if self._master is None:
             self.open()
@@ -223,6 +242,12 @@ class EmulatedTablet:
         offset: Optional[float] = None   # device time of schedule time 0 in the current pass
         next_heartbeat = time.monotonic() + self.config.heartbeat_period
         while not self._stop.is_set():
+            if self._reboot_requested.is_set():
+                self._reboot_requested.clear()
+                self._do_reboot()
+                boot = time.monotonic()  # the device clock starts over
+                index, offset = 0, None
+                self.finished.clear()
             now_dev = device_clock()
             if self._streaming and not self.finished.is_set():
                 if offset is None:  # (re)started: the next report is due now

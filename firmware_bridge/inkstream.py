@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .framing import CobsError, CobsFramer, cobs_decode, cobs_encode, crc16_ccitt
@@ -42,6 +42,8 @@ class HelloFrame:
     rate_hz: int
     session: int
     name: str
+    # True when this HELLO announced a new session after an earlier one: the device restarted.
+    restart: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class SampleFrame:
     y: int
     pressure: int
     flags: int
+    # How many device restarts (new-session HELLOs) the decoder had seen when it accepted this
+    # frame; ``to_pen_sample`` rebases the clock when it changes. Not part of the frame's identity.
+    epoch: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,10 @@ class InkstreamDecoder:
     device time is later than the last accepted sample's (a duplicate or late frame is counted
     ``stale`` and dropped, so ``t`` never goes back and no sample is yielded twice). Gaps add
     to ``errors.lost``. A HELLO with a new ``session`` resets the sequence and clock
-    expectations (the device restarted). ``info`` holds the last HELLO as :class:`DeviceInfo`.
+    expectations (the device restarted): it is returned with ``restart=True``, ``restarts``
+    counts it, and :meth:`to_pen_sample` rebases the time origin so ``t`` stays monotone and
+    continuous (the new session's first sample comes one nominal sample period after the last
+    one). ``info`` holds the last HELLO as :class:`DeviceInfo`.
     """
 
     def __init__(self) -> None:
@@ -97,6 +105,11 @@ class InkstreamDecoder:
         self._last_t_us: Optional[int] = None
         self._t_offset_us = 0  # added on each 2**32 wrap of the device clock
         self._t_origin_us: Optional[int] = None
+        self._new_session = False
+        self.restarts = 0  # new-session HELLOs accepted (device restarts seen)
+        self._t_base_s = 0.0  # t of the current session's first sample
+        self._last_pen_t: Optional[float] = None  # t of the last PenSample made
+        self._clock_epoch = 0  # the epoch the clock state above belongs to
 
     def reset(self) -> None:
         """Forget partial frames and sequence/clock state (call after reconnecting); keeps counters."""
@@ -108,6 +121,9 @@ class InkstreamDecoder:
         self._last_t_us = None
         self._t_offset_us = 0
         self._t_origin_us = None
+        self._t_base_s = 0.0
+        self._last_pen_t = None
+        self._clock_epoch = self.restarts
 
     def feed_frames(self, data: bytes) -> list[Frame]:
         oversize_before = self._framer.oversize
@@ -115,6 +131,11 @@ class InkstreamDecoder:
         for raw in self._framer.feed(data):
             frame = self._parse(raw)
             if frame is not None and self._sequence_ok(frame):
+                if isinstance(frame, HelloFrame) and self._new_session:
+                    self.restarts += 1
+                    frame = HelloFrame(**{**frame.__dict__, "restart": True})
+                elif isinstance(frame, SampleFrame) and self.restarts:
+                    frame = SampleFrame(**{**frame.__dict__, "epoch": self.restarts})
                 frames.append(frame)
                 self.frames_ok += 1
                 if isinstance(frame, HelloFrame):
@@ -131,7 +152,18 @@ class InkstreamDecoder:
         return [self.to_pen_sample(f) for f in self.feed_frames(data) if isinstance(f, SampleFrame)]
 
     def to_pen_sample(self, frame: SampleFrame) -> PenSample:
-        """``t`` is seconds since the first sample after the last reset, unwrapping the 32-bit clock."""
+        """``t`` is seconds since the first sample after the last reset, unwrapping the 32-bit clock.
+        Call it in the order :meth:`feed_frames` returned the frames. After a device restart
+        (a sample of a later ``epoch``) the device clock starts over; the time origin is rebased
+        so the first new sample is one nominal period (``1 / rate_hz``, else 0) after the last."""
+        if frame.epoch != self._clock_epoch:
+            self._clock_epoch = frame.epoch
+            self._last_t_us = None
+            self._t_offset_us = 0
+            self._t_origin_us = None
+            if self._last_pen_t is not None:
+                rate = self.info.rate_hz if self.info else math.nan
+                self._t_base_s = self._last_pen_t + (1.0 / rate if rate > 0 else 0.0)
         if self._last_t_us is not None and frame.t_us < self._last_t_us and self._last_t_us - frame.t_us > 2**31:
             self._t_offset_us += 2**32
         self._last_t_us = frame.t_us
@@ -140,8 +172,10 @@ class InkstreamDecoder:
             self._t_origin_us = t_us
         pmax = self.info.pressure_max if self.info else 0
         buttons = (BUTTON_1 if frame.flags & FLAG_BUTTON1 else 0) | (BUTTON_2 if frame.flags & FLAG_BUTTON2 else 0)
+        t = self._t_base_s + (t_us - self._t_origin_us) / 1e6
+        self._last_pen_t = t
         return PenSample(
-            x=float(frame.x), y=float(frame.y), t=(t_us - self._t_origin_us) / 1e6,
+            x=float(frame.x), y=float(frame.y), t=t,
             pressure=min(frame.pressure / pmax, 1.0) if pmax else math.nan,
             tip=bool(frame.flags & FLAG_TIP), proximity=bool(frame.flags & FLAG_PROXIMITY), buttons=buttons)
 
@@ -184,12 +218,14 @@ class InkstreamDecoder:
         return None
 
     def _sequence_ok(self, frame: Frame) -> bool:
+        self._new_session = False
         if isinstance(frame, HelloFrame) and self._session is None:
             self._session = frame.session  # first HELLO: learn the session, judge it as any frame
         elif isinstance(frame, HelloFrame) and frame.session != self._session:
             self._session = frame.session  # the device restarted: sequence and clock start over
             self._last_seen_t_us = None
             self._expected_seq = None
+            self._new_session = True
         if self._expected_seq is None:
             self._accept_sequence(frame)
             return True

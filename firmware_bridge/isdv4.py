@@ -17,6 +17,12 @@ What :class:`IsdV4Decoder` guarantees (ISDV4 has no checksum, so this is all the
 - hence one corrupted, dropped or inserted byte changes or removes at most the one packet it
   lands in; it never merges two packets or invents an extra one. A flipped bit among the 7 data
   bits of a packet is NOT detectable and yields a wrong sample.
+- a query reply is accepted only while a query is outstanding (:meth:`IsdV4Decoder.query_sent`
+  until the first acceptable reply, :meth:`IsdV4Decoder.query_done` or :meth:`reset`) and only
+  with nonzero x, y and pressure maxima; otherwise it is dropped and counted
+  (``errors.extra['unsolicited_query_reply']`` or ``errors.malformed``). Without this, one noise
+  burst that looks like a reply could set new maxima (e.g. ``x_max = 0``) and every later
+  sample would be rejected;
 - ``t`` is the host's receive time (the protocol carries no timestamp): packets that arrive in
   one chunk are spaced back from the arrival time at the nominal rate, never decreasing.
 """
@@ -107,7 +113,8 @@ class IsdV4Decoder:
     """Incremental ISDV4 decoder fed arbitrary byte chunks; never raises on input bytes.
 
     ``clock`` gives the host time in seconds (default ``time.monotonic``); ``nominal_rate_hz``
-    spaces packets that arrive together. ``info`` is set by a query reply.
+    spaces packets that arrive together. ``info`` is set by a query reply, which is accepted
+    only between :meth:`query_sent` and the first sane reply (see the module docstring).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, nominal_rate_hz: float = 133.0) -> None:
@@ -121,9 +128,24 @@ class IsdV4Decoder:
         self._skipping_touch = False
         self._t_origin: Optional[float] = None
         self._last_t = -math.inf
+        self._query_outstanding = False
+
+    def query_sent(self) -> None:
+        """The host just sent ``*``: accept the next sane query reply."""
+        self._query_outstanding = True
+
+    def query_done(self) -> None:
+        """Stop waiting for a query reply (e.g. the host gave up); later replies are ignored."""
+        self._query_outstanding = False
+
+    @property
+    def query_outstanding(self) -> bool:
+        return self._query_outstanding
 
     def reset(self) -> None:
-        """Forget a partial packet and the clock origin (after reconnecting); keeps counters."""
+        """Forget a partial packet, an outstanding query and the clock origin (after
+        reconnecting); keeps counters and ``info``."""
+        self._query_outstanding = False
         self._packet.clear()
         self._skipping_touch = False
         self._t_origin = None
@@ -159,6 +181,14 @@ class IsdV4Decoder:
     def _parse(self, p: bytes) -> Optional[Packet]:
         x, y, pressure, tilt_x, tilt_y = _unpack_xyp(p)
         if p[0] & CONTROL:
+            if not self._query_outstanding:
+                extra = self.errors.extra
+                extra["unsolicited_query_reply"] = extra.get("unsolicited_query_reply", 0) + 1
+                return None
+            if not (x and y and pressure):
+                self.errors.malformed += 1  # a maximum of 0 would reject every sample
+                return None
+            self._query_outstanding = False
             reply = IsdV4QueryReply(x, y, pressure, tilt_x, tilt_y, (p[9], p[10]))
             self.info = DeviceInfo("isdv4", x, y, pressure, UNITS_PER_MM, math.nan, "Wacom ISDV4",
                                    f"{p[9]}.{p[10]}")

@@ -4,7 +4,7 @@ Shaped after pyserial's ``serial.threaded``: a :class:`PortProtocol` receives
 ``connection_made / data_received / connection_lost``; :class:`ReconnectingReader` owns the port
 (like ``ReaderThread``) but, unlike it, reopens the port with exponential backoff after a USB
 unplug instead of ending. State changes go to ``reader.events`` (a queue of
-:class:`ReaderEvent`) and to an optional callback.
+:class:`ReaderEvent`) and to an optional callback. The last event is always ``stopped``.
 """
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ from typing import Callable, Optional
 import serial
 
 __all__ = ["PortProtocol", "ReaderEvent", "ReconnectPolicy", "ReconnectingReader",
-           "CONNECTING", "CONNECTED", "OPEN_FAILED", "DISCONNECTED", "STOPPED"]
+           "CONNECTING", "CONNECTED", "OPEN_FAILED", "DISCONNECTED", "STOPPED", "DEVICE_RESTARTED"]
 
 CONNECTING, CONNECTED, OPEN_FAILED, DISCONNECTED, STOPPED = (
     "connecting", "connected", "open_failed", "disconnected", "stopped")
+# Sent by a protocol (not the reader) when the device restarted while the port stayed open
+# (inkstream: a HELLO with a new session). Consumers should end the current line/stroke.
+DEVICE_RESTARTED = "device_restarted"
 
 
 class PortProtocol:
@@ -39,7 +42,7 @@ class PortProtocol:
 
 @dataclass(frozen=True)
 class ReaderEvent:
-    state: str           # one of CONNECTING, CONNECTED, OPEN_FAILED, DISCONNECTED, STOPPED
+    state: str           # CONNECTING, CONNECTED, OPEN_FAILED, DISCONNECTED, STOPPED or DEVICE_RESTARTED
     detail: str = ""
     attempt: int = 0     # failed opens in a row so far
     time: float = 0.0    # time.monotonic() when it happened
@@ -68,8 +71,10 @@ class ReconnectingReader(threading.Thread):
     :meth:`stop` is noticed), feeds ``protocol``, and reopens after errors until :meth:`stop`.
 
     Errors from pyserial and the OS (``SerialException``, ``OSError``) mean "port gone" and lead
-    to a reconnect; any other exception is a bug in the protocol: it is reported with a
-    ``stopped`` event carrying the message, and the thread ends (never silently).
+    to a reconnect; any other exception (from the protocol's callbacks, including
+    ``connection_lost``, or from ``on_event``) is a bug: it is stored in ``failure``, reported
+    with a ``stopped`` event carrying the message, and the thread ends (never silently). The
+    ``stopped`` event is always the last one, however the thread ends.
     """
 
     def __init__(self, open_port: Callable[[], serial.SerialBase], protocol: PortProtocol,
@@ -93,6 +98,10 @@ class ReconnectingReader(threading.Thread):
         if self._on_event is not None:
             self._on_event(event)
 
+    def notify(self, state: str, detail: str = "") -> None:
+        """Put a protocol-level event (e.g. DEVICE_RESTARTED) on ``events`` and the callback."""
+        self._emit(state, detail)
+
     def write(self, data: bytes) -> bool:
         """Send bytes if connected; False when there is no port right now."""
         with self._write_lock:
@@ -106,6 +115,23 @@ class ReconnectingReader(threading.Thread):
                 return False
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # connection_lost or on_event raised: a bug, never silent
+            if self.failure is None:
+                self.failure = exc
+        finally:
+            detail = f"protocol error: {self.failure!r}" if self.failure is not None else ""
+            event = ReaderEvent(STOPPED, detail, 0, time.monotonic())
+            self.events.put(event)
+            if self._on_event is not None:
+                try:
+                    self._on_event(event)
+                except Exception as exc:
+                    if self.failure is None:
+                        self.failure = exc
+
+    def _run(self) -> None:
         failures = 0
         while not self._stop_requested.is_set():
             self._emit(CONNECTING, attempt=failures)
@@ -145,12 +171,10 @@ class ReconnectingReader(threading.Thread):
                     pass  # the device is already gone; nothing more to release
             self.protocol.connection_lost(None if self._stop_requested.is_set() and error is None else error)
             if self.failure is not None:
-                self._emit(STOPPED, f"protocol error: {self.failure!r}")
-                return
+                return  # run() reports it with the stopped event
             if not self._stop_requested.is_set():
                 self._emit(DISCONNECTED, str(error))
                 self._stop_requested.wait(self.policy.first_delay)
-        self._emit(STOPPED)
 
     def stop(self, timeout: float = 3.0) -> None:
         """Ask the thread to end, close the port, and wait for it (idempotent)."""

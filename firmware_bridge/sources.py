@@ -10,7 +10,9 @@ A :class:`PenSource` yields :class:`~firmware_bridge.samples.PenSample` objects 
 Serial sources run a :class:`~firmware_bridge.reader.ReconnectingReader` thread. When the port
 vanishes while the pen is down they deliver one synthetic "pen left" sample (tip up,
 proximity out) so open strokes end; after reconnecting they ask the device to describe itself
-and start again.
+and start again. An inkstream device that restarts without the port going away (a UART bridge
+stays open) announces a new session in its HELLO: the source then ends the open stroke the same
+way, puts a ``device_restarted`` event on ``events``, and sends DESCRIBE + START again.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 import serial
 
 from . import inkstream, isdv4
-from .reader import PortProtocol, ReconnectingReader, ReconnectPolicy, ReaderEvent
+from .reader import DEVICE_RESTARTED, PortProtocol, ReconnectingReader, ReconnectPolicy, ReaderEvent
 from .replay import estimate_rate_hz, resample_points, validate_points
 from .samples import DeviceInfo, ErrorCounters, PenSample
 
@@ -115,10 +117,14 @@ class _SerialPenSource(PenSource, PortProtocol):
             samples = self.decoder.feed(data)
         self._deliver(samples)
 
-    def connection_lost(self, exc) -> None:
+    def _pen_left(self) -> None:
+        """End an open stroke with a synthetic pen-left sample at the last position and time."""
         if self._pen_down and self._last_sample is not None:
             s = self._last_sample
             self._deliver([PenSample(s.x, s.y, s.t, 0.0, tip=False, proximity=False, buttons=0)])
+
+    def connection_lost(self, exc) -> None:
+        self._pen_left()
         with self._lock:
             self.decoder.reset()
 
@@ -136,8 +142,8 @@ class _SerialPenSource(PenSource, PortProtocol):
     def close(self) -> None:
         if self._closed:
             return
+        self._closed = True  # first, so a restart seen meanwhile does not send START again
         self._send_stop()
-        self._closed = True
         self.reader.stop()
 
     def _send_stop(self) -> None:
@@ -147,8 +153,10 @@ class _SerialPenSource(PenSource, PortProtocol):
 class InkstreamSerialSource(_SerialPenSource):
     """A device speaking the inkstream protocol (``PROTOCOL.md``), e.g. the RP2040 firmware.
 
-    On every (re)connect it sends DESCRIBE then START; on close it sends STOP. USB-CDC ignores
-    the baud rate, a UART bridge needs the firmware's (115200).
+    On every (re)connect it sends DESCRIBE then START; on close it sends STOP. When a HELLO
+    announces a new session (the device restarted while the port stayed open) it ends the open
+    stroke, emits a ``device_restarted`` event and sends DESCRIBE then START again (unless closing).
+    USB-CDC ignores the baud rate, a UART bridge needs the firmware's (115200).
     """
 
     def __init__(self, path: str, baudrate: int = 115200, policy: ReconnectPolicy = ReconnectPolicy(),
@@ -164,6 +172,23 @@ class InkstreamSerialSource(_SerialPenSource):
     def connection_made(self, port) -> None:
         port.write(self._command(inkstream.DESCRIBE) + self._command(inkstream.START))
 
+    def data_received(self, data: bytes) -> None:
+        with self._lock:
+            frames = self.decoder.feed_frames(data)
+        samples = []
+        for frame in frames:
+            if isinstance(frame, inkstream.SampleFrame):
+                with self._lock:
+                    samples.append(self.decoder.to_pen_sample(frame))
+            elif isinstance(frame, inkstream.HelloFrame) and frame.restart:
+                self._deliver(samples)  # everything from before the restart, in order
+                samples = []
+                self._pen_left()
+                self.reader.notify(DEVICE_RESTARTED, f"new session 0x{frame.session:04x}")
+                if not self._closed:  # a restarted device waits for START again
+                    self.reader.write(self._command(inkstream.DESCRIBE) + self._command(inkstream.START))
+        self._deliver(samples)
+
     def _send_stop(self) -> None:
         self.reader.write(self._command(inkstream.STOP))
 
@@ -171,7 +196,8 @@ class InkstreamSerialSource(_SerialPenSource):
 class IsdV4SerialSource(_SerialPenSource):
     """A Wacom ISDV4 / W8001 digitizer. On connect: stop ('0'), settle, query ('*') at 38400
     baud, then at 19200 when no reply came; then start ('1'). Without any reply it still starts
-    (coordinates stay unchecked, ``info`` stays None) and counts ``errors.extra['no_query_reply']``."""
+    (coordinates stay unchecked, ``info`` stays None) and counts ``errors.extra['no_query_reply']``.
+    Query replies are accepted only while the query is outstanding (see :mod:`.isdv4`)."""
 
     def __init__(self, path: str, policy: ReconnectPolicy = ReconnectPolicy(),
                  on_event: Optional[Callable[[ReaderEvent], None]] = None,
@@ -186,10 +212,11 @@ class IsdV4SerialSource(_SerialPenSource):
             port.write(isdv4.STOP)
             time.sleep(self.stop_settle)  # the digitizer keeps sending briefly after '0'
             port.reset_input_buffer()
-            port.write(isdv4.QUERY)
-            deadline = time.monotonic() + self.reply_timeout
             with self._lock:
                 self.decoder.info = None
+                self.decoder.query_sent()
+            port.write(isdv4.QUERY)
+            deadline = time.monotonic() + self.reply_timeout
             while time.monotonic() < deadline:
                 data = port.read(port.in_waiting or 1)
                 with self._lock:
@@ -203,6 +230,8 @@ class IsdV4SerialSource(_SerialPenSource):
             with self._lock:
                 extra = self.decoder.errors.extra
                 extra["no_query_reply"] = extra.get("no_query_reply", 0) + 1
+        with self._lock:
+            self.decoder.query_done()  # a reply arriving later is noise, not new ranges
         port.write(isdv4.START)
 
     def _send_stop(self) -> None:

@@ -5,8 +5,9 @@ this, read one line, and open the path with ``serial:PATH`` or ``isdv4:PATH``. T
 the ink files as a device would, until the replay ends (or forever with ``--loop``), and prints
 a one-line summary to stderr.
 
-INK files: corpus ``.npz`` (``--limit`` / ``--ids`` choose samples), ``.inkml``, IAM-OnDB
-``.xml`` line files or an IAM-OnDB folder (through :func:`runtime.ink_io.read_ink_file`).
+INK files: corpus ``.npz``, ``.inkml``, IAM-OnDB ``.xml`` line files or an IAM-OnDB folder
+(through :func:`runtime.ink_io.read_ink_file`). In every file ``--ids`` picks samples first, then
+``--limit`` keeps at most N of them.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed for --noise")
     parser.add_argument("--autostart", action="store_true",
                         help="stream without waiting for the host's start command")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N samples per .npz file")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N samples per file (after --ids)")
     parser.add_argument("--ids", default=None, help="comma-separated sample ids to take from .npz files")
 
 
@@ -50,9 +51,9 @@ def load_inks(paths, limit=None, ids=None) -> list[tuple[np.ndarray, float]]:
                 inks.append((corpus.points(i).astype(np.float64), float(corpus.units_per_mm[i])))
             continue
         from runtime.ink_io import read_ink_file
-        for ink in read_ink_file(path)[:limit]:
-            if wanted is None or ink.id in wanted:
-                inks.append((ink.to_points(), float(ink.units_per_mm)))
+        chosen = [ink for ink in read_ink_file(path) if wanted is None or ink.id in wanted]
+        for ink in chosen[:limit]:  # --ids first, then --limit, as for .npz files
+            inks.append((ink.to_points(), float(ink.units_per_mm)))
     if not inks:
         raise ValueError(f"no ink to replay in {list(map(str, paths))}" + (f" with --ids {ids}" if ids else ""))
     return inks

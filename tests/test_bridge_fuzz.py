@@ -128,8 +128,10 @@ def _pens(decoder, data):
 @given(st.binary(max_size=2000))
 def test_isdv4_random_bytes_never_crash_and_respect_announced_ranges(data):
     decoder = isdv4.IsdV4Decoder(clock=lambda: 0.0)
+    decoder.query_sent()
     decoder.feed_packets(isdv4.encode_query_reply(30000, 20000, 1023))
-    samples = decoder.feed(data)
+    samples = decoder.feed(data)  # a reply-shaped burst in here must not change the ranges
+    assert (decoder.info.x_max, decoder.info.y_max, decoder.info.pressure_max) == (30000, 20000, 1023)
     assert len(samples) <= sum(1 for b in data if b & 0x80)
     for s in samples:
         assert 0 <= s.x <= 30000 and 0 <= s.y <= 20000 and 0 <= s.pressure <= 1

@@ -130,11 +130,33 @@ def test_isdv4_packet_worked_by_hand_decodes_and_encodes():
 
 def test_isdv4_query_reply_sets_ranges_and_range_check_drops_samples():
     decoder = isdv4.IsdV4Decoder(clock=lambda: 0.0)
+    decoder.query_sent()
     reply = isdv4.encode_query_reply(4000, 3000, 255, 60, 60, (1, 2))
     assert len(reply) == 11 and reply[0] == 0xC0
     samples = decoder.feed(reply + ISDV4_PACKET + isdv4.encode_pen_packet(100, 200, 50, tip=True))
     assert decoder.info.x_max == 4000 and decoder.info.version == "1.2" and decoder.info.units_per_mm == 100
     assert [(s.x, s.y) for s in samples] == [(100, 200)] and decoder.errors.out_of_range == 1
+
+
+def test_isdv4_query_reply_is_accepted_only_while_a_query_is_outstanding_and_sane():
+    decoder = isdv4.IsdV4Decoder(clock=lambda: 0.0)
+    pen = isdv4.encode_pen_packet(100, 200, 50, tip=True)
+    # Unsolicited (noise shaped like a reply): ignored, so it cannot set x_max = 0.
+    assert decoder.feed(isdv4.encode_query_reply(0, 0, 0) + pen)[0].x == 100
+    assert decoder.info is None and decoder.errors.extra["unsolicited_query_reply"] == 1
+    decoder.query_sent()
+    decoder.feed(isdv4.encode_query_reply(0, 3000, 255))  # a zero maximum is not a sane reply
+    assert decoder.info is None and decoder.errors.malformed == 1 and decoder.query_outstanding
+    decoder.feed(isdv4.encode_query_reply(4000, 3000, 255))
+    assert decoder.info.x_max == 4000 and not decoder.query_outstanding
+    # A second reply after the first one (no new query) is noise too.
+    samples = decoder.feed(isdv4.encode_query_reply(1, 1, 1) + pen)
+    assert decoder.info.x_max == 4000 and [(s.x, s.y) for s in samples] == [(100, 200)]
+    assert decoder.errors.extra["unsolicited_query_reply"] == 2
+    decoder.query_sent()
+    decoder.query_done()  # the host gave up waiting: a late reply is ignored
+    decoder.feed(isdv4.encode_query_reply(9, 9, 9))
+    assert decoder.info.x_max == 4000 and decoder.errors.extra["unsolicited_query_reply"] == 3
 
 
 def test_isdv4_resyncs_on_header_bits_and_skips_touch_packets():
@@ -224,8 +246,38 @@ def test_new_session_hello_restarts_sequence_and_clock_but_a_replayed_hello_does
     hello_new = rebooted.hello(1000, 1000, 255, 10.0, 100, "dev", session=2)
     b = rebooted.sample(1_000, 2, 2, 0, 3)  # clock and seq started over
     decoder = inkstream.InkstreamDecoder()
-    assert [s.x for s in decoder.feed(hello_old + a + hello_old + a + hello_new + b)] == [1, 2]
+    samples = decoder.feed(hello_old + a + hello_old + a + hello_new + b)
+    assert [s.x for s in samples] == [1, 2]
     assert decoder.errors.stale == 2  # the replayed HELLO and the replayed sample
+    # The time origin is rebased: t stays monotone, the new session starts one period (1/100 s) on.
+    assert [s.t for s in samples] == pytest.approx([0.0, 0.01]) and decoder.restarts == 1
+
+
+@pytest.mark.parametrize("old_t_us", [9_000_000, 3_000_000_000])  # back in time / "a 2^32 wrap"
+def test_device_restart_keeps_time_monotone_and_continuous_and_is_flagged(old_t_us):
+    old = device.FrameEncoder(seq=200)
+    stream = old.hello(1000, 1000, 255, 10.0, 200, "dev", session=1)
+    stream += b"".join(old.sample(old_t_us + i * 5000, i, 1, 0, 3) for i in range(3))
+    new = device.FrameEncoder(seq=0)
+    stream += new.hello(1000, 1000, 255, 10.0, 200, "dev", session=2)
+    stream += b"".join(new.sample(777 + i * 5000, 10 + i, 1, 0, 3) for i in range(3))
+    stream += new.hello(1000, 1000, 255, 10.0, 200, "dev", session=2)  # answer to DESCRIBE: no restart
+    stream += new.sample(777 + 3 * 5000, 13, 1, 0, 3)
+    for chunked in (False, True):
+        decoder = inkstream.InkstreamDecoder()
+        if chunked:  # frames first, converted afterwards in order: same result
+            frames = [f for b in stream for f in decoder.feed_frames(bytes((b,)))]
+            samples = [decoder.to_pen_sample(f) for f in frames if isinstance(f, inkstream.SampleFrame)]
+        else:
+            frames = decoder.feed_frames(stream)
+            samples = [decoder.to_pen_sample(f) for f in frames if isinstance(f, inkstream.SampleFrame)]
+        hellos = [f for f in frames if isinstance(f, inkstream.HelloFrame)]
+        assert [h.restart for h in hellos] == [False, True, False] and decoder.restarts == 1
+        assert [s.x for s in samples] == [0, 1, 2, 10, 11, 12, 13]
+        assert [s.t for s in samples] == pytest.approx([0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03])
+        assert decoder.errors.stale == 0 and decoder.errors.lost == 0
+    decoder.reset()  # a reconnect: time starts again from 0
+    assert decoder.feed(device.FrameEncoder().sample(5, 1, 1, 0, 3))[0].t == 0.0
 
 
 def test_firmware_touch_filter_debounces_and_reports_pressure():

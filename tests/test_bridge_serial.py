@@ -1,6 +1,7 @@
 """The serial path end to end over real pseudo-terminals: emulated tablet <-> pyserial <-> reader
 thread <-> decoder <-> PenSource. No mocks; waits are bounded loops that fail when data never comes."""
 import os
+import select
 import subprocess
 import sys
 import time
@@ -10,7 +11,10 @@ import numpy as np
 import pytest
 
 from firmware_bridge.emulator import INKSTREAM_AREA, ISDV4_AREA, EmulatedTablet, EmulatorConfig
-from firmware_bridge.reader import CONNECTED, DISCONNECTED, ReconnectPolicy
+import serial
+
+from firmware_bridge.reader import (CONNECTED, DEVICE_RESTARTED, DISCONNECTED, STOPPED, PortProtocol,
+                                    ReconnectingReader, ReconnectPolicy)
 from firmware_bridge.replay import fit_to_device, pen_events
 from firmware_bridge.samples import StrokeRowAssembler
 from firmware_bridge.sources import open_source
@@ -53,6 +57,16 @@ def _wait_event(source, state, timeout=WAIT):
         if event.state == state:
             return event
     pytest.fail(f"no '{state}' event within {timeout} s")
+
+
+def _readline(proc, timeout=WAIT):
+    """First stdout line of ``proc``; fails (after killing it) when none comes within ``timeout``."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        _, err = proc.communicate(timeout=WAIT)
+        pytest.fail(f"no line on stdout within {timeout} s; stderr: {err!r}")
+    return proc.stdout.readline()
 
 
 @pytest.mark.parametrize("protocol,scheme,area", [("inkstream", "serial", INKSTREAM_AREA), ("isdv4", "isdv4", ISDV4_AREA)])
@@ -126,7 +140,7 @@ def test_emulate_cli_prints_the_path_first_and_replays_the_fixture():
          str(FIXTURES / "tiny_corpus.npz")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        path = proc.stdout.readline().strip()
+        path = _readline(proc).strip()
         assert path.startswith("/dev/"), proc.stderr.read() if proc.poll() is not None else path
         with open_source(f"isdv4:{path}") as source:
             got = _collect(source, lambda g: len(g) >= 123)  # 3 strokes x 40 points + 3 pen-left reports
@@ -137,6 +151,82 @@ def test_emulate_cli_prints_the_path_first_and_replays_the_fixture():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_inkstream_device_restart_on_an_open_port_resumes_the_stream_with_monotone_time():
+    """A UART bridge keeps the port open across a device reset: the host must restart the
+    stream itself when the boot HELLO (new session) comes, and t must not jump or go back."""
+    with EmulatedTablet(_inks(), EmulatorConfig(speed=4.0, loop=True)) as tablet:
+        tablet.start()
+        with open_source(f"serial:{tablet.path}") as source:
+            got = _collect(source, lambda g: sum(s.tip for s in g) >= 10)
+            assert sum(s.tip for s in got) >= 10
+            starts_before = tablet.stats.commands.count(0x10)
+            tablet.reboot()
+            event = _wait_event(source, DEVICE_RESTARTED)
+            assert "new session" in event.detail
+            n = len(got)
+            got += _collect(source, lambda g: sum(s.tip for s in g) >= 10)
+            assert sum(s.tip for s in got[n:]) >= 10  # streaming again after the restart
+            assert tablet.stats.commands.count(0x10) > starts_before and tablet.stats.reboots == 1
+            assert source.decoder.restarts == 1
+    ts = [s.t for s in got]
+    assert all(b >= a for a, b in zip(ts, ts[1:]))
+    assert max(b - a for a, b in zip(ts, ts[1:])) < 60  # no ~71-minute jump from a false unwrap
+
+
+class _BrokenPort:
+    port = "broken"
+    in_waiting = 0
+
+    def read(self, n):
+        raise serial.SerialException("unplugged")
+
+    def close(self):
+        pass
+
+
+class _RaisingOnLost(PortProtocol):
+    def connection_lost(self, exc):
+        raise RuntimeError("bug in connection_lost")
+
+
+def _raising_on_event(event):
+    if event.state != STOPPED:
+        raise RuntimeError("bug in on_event")
+
+
+@pytest.mark.parametrize("protocol,on_event", [(_RaisingOnLost(), None), (PortProtocol(), _raising_on_event)],
+                         ids=["connection_lost", "on_event"])
+def test_reader_records_a_failure_and_emits_stopped_whatever_raises(protocol, on_event):
+    reader = ReconnectingReader(_BrokenPort, protocol, ReconnectPolicy(first_delay=0.01, max_delay=0.01), on_event)
+    reader.start()
+    reader.join(WAIT)
+    assert not reader.is_alive(), "the reader thread kept running after a bug"
+    events = []
+    while not reader.events.empty():
+        events.append(reader.events.get_nowait())
+    assert events and events[-1].state == STOPPED and "RuntimeError" in events[-1].detail
+    assert isinstance(reader.failure, RuntimeError)
+
+
+def test_emulate_load_inks_applies_ids_before_limit_for_ink_files(monkeypatch):
+    import runtime.ink_io
+    from runtime.emulate import load_inks
+
+    class FakeInk:
+        units_per_mm = 10.0
+
+        def __init__(self, ident):
+            self.id = ident
+
+        def to_points(self):
+            return np.array([[float(len(self.id)), 0.0, 0.0, 1.0]])
+
+    monkeypatch.setattr(runtime.ink_io, "read_ink_file", lambda path: [FakeInk("a"), FakeInk("bb"), FakeInk("ccc")])
+    inks = load_inks(["lines.inkml"], limit=1, ids="ccc")  # before the fix: [:1] kept only "a", then no match
+    assert [p[0, 0] for p, _ in inks] == [3.0]
+    assert [p[0, 0] for p, _ in load_inks(["lines.inkml"], limit=2, ids="a,ccc")] == [1.0, 3.0]
 
 
 def test_emulate_cli_rejects_a_bad_option_with_a_message():
