@@ -58,7 +58,7 @@ def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int
     for start in range(0, len(points), max(step, 1)):
         stream.accept_samples(points[start:start + step])
         rec.decode_stream(stream)
-        if rec.is_endpoint(stream):
+        while rec.is_endpoint(stream):  # a chunk may hold several line breaks
             lines.append(rec.get_result(stream).text)
             rec.reset(stream)
             rec.decode_stream(stream)

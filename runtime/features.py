@@ -68,6 +68,8 @@ class FeatureConfig:
     @classmethod
     def from_json(cls, text: str) -> "FeatureConfig":
         d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError(f"feature config must be a JSON object, got {type(d).__name__}: {text!r:.80}")
         version = d.pop("version", None)
         if version != FEATURE_VERSION:
             raise ValueError(f"feature config version {version!r} is not {FEATURE_VERSION!r}")

@@ -94,7 +94,7 @@ class Ink:
 
 
 class Corpus:
-    """Random access to a corpus ``.npz`` (see ``../shared/data/README.md``) without copying it.
+    """Random access to a corpus ``.npz`` (see ``../shared/data/README.md``), read into memory once.
 
     ``corpus[i]`` is an :class:`Ink`; ``corpus.points(i)`` the raw ``(n, 4)`` rows. Optional
     per-sample arrays (``split``, ``quality``) are exposed through :meth:`field`.
@@ -105,22 +105,28 @@ class Corpus:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         try:
-            data = np.load(self.path, allow_pickle=False)
+            # np.load on an npz is lazy: read every array here, so a bad one (an object array, a
+            # corrupt member) is reported with the file name, and close the file
+            with np.load(self.path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
         except FileNotFoundError:
             raise
         except Exception as exc:  # zipfile.BadZipFile, ValueError on pickled arrays, ...
             raise InkFormatError(f"{self.path}: not a readable npz corpus ({exc})") from exc
-        missing = [k for k in self.REQUIRED if k not in data.files]
+        missing = [k for k in self.REQUIRED if k not in arrays]
         if missing:
             raise InkFormatError(f"{self.path}: corpus npz lacks the arrays {missing}")
-        self._data = data
-        self._points = np.ascontiguousarray(data["points"], dtype=np.float32)
-        self.offsets = np.asarray(data["offsets"], dtype=np.int64)
-        self.texts = data["texts"]
-        self.ids = data["ids"]
-        self.writers = data["writers"]
-        self.units_per_mm = np.asarray(data["units_per_mm"], dtype=np.float32)
-        self.kind = data["kind"]
+        try:
+            self._points = np.ascontiguousarray(arrays.pop("points"), dtype=np.float32)
+            self.offsets = np.asarray(arrays.pop("offsets"), dtype=np.int64)
+            self.units_per_mm = np.asarray(arrays.pop("units_per_mm"), dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InkFormatError(f"{self.path}: points, offsets or units_per_mm are not numeric ({exc})") from exc
+        self.texts = arrays.pop("texts")
+        self.ids = arrays.pop("ids")
+        self.writers = arrays.pop("writers")
+        self.kind = arrays.pop("kind")
+        self._fields = arrays  # the optional per-sample arrays (split, quality, ...)
         self._validate()
 
     def _validate(self) -> None:
@@ -128,11 +134,12 @@ class Corpus:
         m = len(o) - 1
         if p.ndim != 2 or p.shape[1] != 4:
             raise InkFormatError(f"{self.path}: points must be (N, 4), got {p.shape}")
-        if m < 0 or o[0] != 0 or o[-1] != len(p) or np.any(np.diff(o) < 0):
+        if o.ndim != 1 or m < 0 or o[0] != 0 or o[-1] != len(p) or np.any(np.diff(o) < 0):
             raise InkFormatError(f"{self.path}: offsets must start at 0, never decrease and end at N={len(p)}")
         for name in ("texts", "ids", "writers", "units_per_mm", "kind"):
-            if len(getattr(self, name)) != m:
-                raise InkFormatError(f"{self.path}: {name} has {len(getattr(self, name))} rows, offsets say {m}")
+            a = getattr(self, name)
+            if a.ndim != 1 or len(a) != m:
+                raise InkFormatError(f"{self.path}: {name} has shape {a.shape}, offsets say {m} rows")
         if not np.all(np.isfinite(p)):
             bad = int(np.flatnonzero(~np.all(np.isfinite(p), axis=1))[0])
             raise InkFormatError(f"{self.path}: point row {bad} is not finite")
@@ -142,7 +149,7 @@ class Corpus:
 
     def field(self, name: str) -> Optional[np.ndarray]:
         """An optional per-sample array such as ``split`` or ``quality``; None when absent."""
-        return self._data[name] if name in self._data.files else None
+        return self._fields.get(name)
 
     def points(self, i: int) -> np.ndarray:
         """``(n, 4)`` float32 rows ``x, y, t, pen_up_after`` of sample ``i`` (a view)."""

@@ -115,6 +115,37 @@ def save_lm(path, arrays: dict) -> None:
 
 
 # ---- run time --------------------------------------------------------------------------------
+def _read_lm(path: str) -> tuple[list, np.ndarray, int]:
+    """``(histories, probs, order)`` of an LM file; ValueError naming the file and the missing or bad part."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:  # zipfile.BadZipFile, ValueError on pickled arrays, ...
+        raise ValueError(f"{path}: not a readable character LM npz ({exc})") from exc
+    if "format" not in arrays or str(arrays["format"]) != LM_FORMAT:
+        raise ValueError(f"{path}: not an inkstream character LM (format {LM_FORMAT!r} expected)")
+    missing = [k for k in ("symbols", "histories", "neg_log_probs_q", "order") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: character LM lacks the arrays {missing}")
+    if str(arrays["symbols"]) != SYMBOLS:
+        raise ValueError(f"{path}: LM symbols differ from this runtime's")
+    try:
+        histories = [h.decode("ascii") for h in arrays["histories"].tolist()]
+        order = int(arrays["order"])
+    except (AttributeError, UnicodeDecodeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: LM 'histories' or 'order' is malformed ({exc})") from None
+    table = arrays["neg_log_probs_q"]
+    if table.ndim != 2 or table.shape != (len(histories), len(SYMBOLS)):
+        raise ValueError(f"{path}: LM 'neg_log_probs_q' has shape {table.shape}, expected "
+                         f"({len(histories)}, {len(SYMBOLS)})")
+    if "" not in histories:  # every lookup backs off to the empty history at last
+        raise ValueError(f"{path}: LM lacks the empty history '' that every lookup backs off to")
+    if order < 2:
+        raise ValueError(f"{path}: LM 'order' must be >= 2, got {order}")
+    probs = np.exp(-table.astype(np.float64) / QUANT_STEPS)
+    return histories, probs / probs.sum(axis=1, keepdims=True), order
+
+
 class CharLanguageModel:
     """Character LM over a recognizer's alphabet. Holds no per-stream state.
 
@@ -135,15 +166,7 @@ class CharLanguageModel:
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"character LM file {self.path} does not exist (give another with lm_path=, "
                                     f"or decode without an LM: lm_weight=0)")
-        with np.load(self.path, allow_pickle=False) as data:
-            if "format" not in data.files or str(data["format"]) != LM_FORMAT:
-                raise ValueError(f"{self.path}: not an inkstream character LM (format {LM_FORMAT!r} expected)")
-            if str(data["symbols"]) != SYMBOLS:
-                raise ValueError(f"{self.path}: LM symbols differ from this runtime's")
-            histories = [h.decode("ascii") for h in data["histories"].tolist()]
-            probs = np.exp(-data["neg_log_probs_q"].astype(np.float64) / QUANT_STEPS)
-            self._probs = probs / probs.sum(axis=1, keepdims=True)
-            self.order = int(data["order"])
+        histories, self._probs, self.order = _read_lm(self.path)
         if not 0 < floor < 1:
             raise ValueError(f"CharLanguageModel: floor must be in (0, 1), got {floor}")
         self._row = {h: i for i, h in enumerate(histories)}

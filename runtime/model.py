@@ -4,7 +4,8 @@ The ONNX file is the contract between ``export`` and the runtime: inputs ``x (ba
 features)``, ``h``, ``c`` (``(layers, batch, hidden)``), outputs ``log_probs (batch, time,
 classes)``, ``h_out``, ``c_out``; and string metadata (``METADATA_KEYS``) that describe the model
 and its features. A file that lacks a key or has another format version is refused with a message
-naming the key.
+naming the key; so is one whose ``num_features`` is not this runtime's, or whose graph dims (where
+static) contradict the metadata.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from runtime.alphabet import Alphabet
-from runtime.features import FeatureConfig
+from runtime.features import NUM_FEATURES, FeatureConfig
 
 MODEL_TYPE = "inkstream-online-lstm-ctc"
 FORMAT_VERSION = "1"
@@ -80,16 +81,32 @@ class ModelInfo:
         if meta["format_version"] != FORMAT_VERSION:
             raise ModelFileError(f"{path}: format_version {meta['format_version']!r}; this runtime reads "
                                  f"{FORMAT_VERSION!r}")
-        try:
-            ints = {k: int(meta[k]) for k in ("num_layers", "hidden_size", "num_features", "num_classes", "blank_id")}
-        except ValueError as exc:
-            raise ModelFileError(f"{path}: metadata has a non-integer size ({exc})") from None
+        ints = {}
+        for k in ("num_layers", "hidden_size", "num_features", "num_classes", "blank_id"):
+            try:
+                ints[k] = int(meta[k])
+            except ValueError:
+                raise ModelFileError(f"{path}: metadata key {k!r} is not an integer: {meta[k]!r}") from None
+            if ints[k] < (0 if k == "blank_id" else 1):
+                raise ModelFileError(f"{path}: metadata key {k!r} must be {'>= 0' if k == 'blank_id' else '> 0'}, "
+                                     f"got {ints[k]}")
+        if ints["num_features"] != NUM_FEATURES:
+            raise ModelFileError(f"{path}: metadata key 'num_features' is {ints['num_features']}; this runtime's "
+                                 f"features have {NUM_FEATURES}")
+        if ints["blank_id"] != 0:
+            raise ModelFileError(f"{path}: metadata key 'blank_id' is {ints['blank_id']}; this runtime needs the "
+                                 f"CTC blank at id 0")
         try:
             fcfg = FeatureConfig.from_json(meta["feature_config"])
         except (ValueError, TypeError) as exc:
             raise ModelFileError(f"{path}: metadata key 'feature_config' is unusable: {exc}") from None
-        chars = json.loads(meta["alphabet"])
-        alphabet = Alphabet(chars, blank=ints["blank_id"])
+        try:
+            chars = json.loads(meta["alphabet"])
+            if not isinstance(chars, str):
+                raise ValueError(f"expected a JSON string of characters, got {type(chars).__name__}")
+            alphabet = Alphabet(chars, blank=ints["blank_id"])
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise ModelFileError(f"{path}: metadata key 'alphabet' is unusable: {exc}") from None
         if alphabet.size != ints["num_classes"]:
             raise ModelFileError(f"{path}: alphabet has {alphabet.size} symbols with blank, num_classes says "
                                  f"{ints['num_classes']}")
@@ -122,6 +139,24 @@ class OnnxModel:
         if names_in != INPUT_NAMES or names_out != OUTPUT_NAMES:
             raise ModelFileError(f"{self.path}: inputs {names_in} / outputs {names_out}, expected "
                                  f"{INPUT_NAMES} / {OUTPUT_NAMES}")
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """The graph's declared input/output dims (where static) must agree with the metadata, so a
+        mismatching file fails at load time, not at its first step."""
+        state = ("num_layers", None, "hidden_size")  # the metadata key each dim must equal (None: dynamic)
+        keys = {"x": (None, None, "num_features"), "h": state, "c": state,
+                "log_probs": (None, None, "num_classes"), "h_out": state, "c_out": state}
+        for arg in list(self.session.get_inputs()) + list(self.session.get_outputs()):
+            shape = arg.shape
+            if shape is None:
+                continue
+            if len(shape) != 3:
+                raise ModelFileError(f"{self.path}: graph {arg.name!r} has shape {shape}, expected 3 dims")
+            for dim, key in zip(shape, keys[arg.name]):
+                if key is not None and isinstance(dim, int) and dim != getattr(self.info, key):
+                    raise ModelFileError(f"{self.path}: graph {arg.name!r} has shape {shape}, but metadata key "
+                                         f"{key!r} says {getattr(self.info, key)}")
 
     @property
     def alphabet(self) -> Alphabet:

@@ -22,8 +22,9 @@ frames that have arrived run in one onnxruntime call.
 """
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -52,6 +53,9 @@ class EndpointConfig:
             raise ValueError(f"EndpointConfig.pause_s must be > 0, got {self.pause_s}")
 
 
+OFFLINE = EndpointConfig(pause_s=math.inf, line_break=False)  # never ends a line (recognize())
+
+
 @dataclass(frozen=True)
 class CharAlignment:
     """One recognised character and the ink it came from (from the CTC alignment)."""
@@ -73,13 +77,23 @@ class RecognitionResult:
 
 
 class InkStream:
-    """All per-input state of one pen stream. Create with :meth:`StreamingRecognizer.create_stream`."""
+    """All per-input state of one pen stream. Create with :meth:`StreamingRecognizer.create_stream`.
 
-    def __init__(self, recognizer: "StreamingRecognizer"):
+    ``endpoint`` is this stream's own :class:`EndpointConfig` (the recognizer's unless overridden),
+    so streams never share mutable settings.
+    """
+
+    def __init__(self, recognizer: "StreamingRecognizer", endpoint: Optional[EndpointConfig] = None):
         self._rec = recognizer
-        self.features = FeatureExtractor(recognizer.model.feature_config)
-        self.h, self.c = recognizer.model.zero_state(1)
-        self.decoder_state = recognizer.decoder.new_state()
+        self.endpoint = recognizer.endpoint if endpoint is None else endpoint
+        self._clear()
+
+    def _clear(self) -> None:
+        """Forget the current line (everything but the recognizer and the endpoint config)."""
+        rec = self._rec
+        self.features = FeatureExtractor(rec.model.feature_config)
+        self.h, self.c = rec.model.zero_state(1)
+        self.decoder_state = rec.decoder.new_state()
         self.pending = np.zeros((0, NUM_FEATURES), np.float32)
         self.frame_samples: list = []  # per frame: index of the sample that completed it
         self.stroke_of_sample: list = []  # per sample: stroke index
@@ -97,7 +111,8 @@ class InkStream:
         """Feed pen samples ``(n, 4)`` ``x, y, t, pen_up_after`` (one row or many, any chunking).
 
         Raises RuntimeError after :meth:`input_finished`; ValueError on malformed samples (the
-        stream is unchanged then).
+        stream is unchanged then). When a stroke starts a new line (see :class:`EndpointConfig`),
+        it and every later sample are held back until :meth:`StreamingRecognizer.reset`.
         """
         if self.finished:
             raise RuntimeError("InkStream.accept_samples called after input_finished(); reset() the stream first")
@@ -108,38 +123,37 @@ class InkStream:
             raise ValueError(f"accept_samples expects (n, 4) x, y, t, pen_up_after; got shape {pts.shape}")
         if len(pts) == 0:
             return
+        finite = np.isfinite(pts).all(axis=1)
+        if not finite.all():  # checked before anything is kept, held-back rows included
+            row = int(np.flatnonzero(~finite)[0])
+            held = 0 if self.held_back is None else len(self.held_back)
+            raise ValueError(f"accept_samples: sample {self.samples + held + row} has a non-finite value "
+                             f"{pts[row].tolist()}")
         if self.held_back is not None:  # a line break is waiting for reset(): keep the samples for the next line
             self.held_back = np.concatenate([self.held_back, pts])
             return
-        if self._rec.endpoint.line_break and self.samples:  # _line_break_at skips a stroke still open
-            cut = self._line_break_at(pts)
-            if cut is not None:
-                if cut > 0:
-                    self._accept(pts[:cut])
-                self.held_back = pts[cut:].copy()
+        if not self.endpoint.line_break:
+            self._accept(pts)
+            return
+        # the line-break rule is evaluated at every stroke start with the state as it is there, so
+        # any chunking of the input gives the same lines
+        starts = np.flatnonzero(pts[:-1, 3] > 0.5) + 1
+        bounds = [0] + starts.tolist() + [len(pts)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if (a > 0 or not self._stroke_open) and self._starts_new_line(pts[a, 0], pts[a, 1]):
+                self.held_back = pts[a:].copy()
                 return
-        self._accept(pts)
+            self._accept(pts[a:b])
 
-    def _line_break_at(self, pts) -> Optional[int]:
-        """Index in ``pts`` of a stroke start that begins a new line, or None."""
-        scale = self.features.scale()
-        if scale <= 0:
-            return None
-        cfg = self._rec.endpoint
-        starts = [0] + (np.flatnonzero(pts[:-1, 3] > 0.5) + 1).tolist()
-        if starts[0] != 0 or self._stroke_open:
-            starts = starts[1:]
-        # the running mean of pen-down y (the feature statistics) marks the current line; a scale
-        # exists only once there is ink, so the mean does too. Depends on no chunking of the input.
+    def _starts_new_line(self, x: float, y: float) -> bool:
+        """Does a stroke starting at ``(x, y)`` begin a new line: far left of where the line has
+        reached and below the running mean of pen-down y (the feature statistics)?"""
         f = self.features
-        ymean = f._s1 / f._w if f._w > 0 else None
-        if ymean is None:
-            return None
-        for s in starts:
-            x, y = pts[s, 0], pts[s, 1]
-            if self._max_x - x > cfg.newline_dx * scale and y - ymean > cfg.newline_dy * scale:
-                return s
-        return None
+        scale = f.scale()
+        if not self.samples or scale <= 0 or f._w <= 0:
+            return False
+        cfg = self.endpoint
+        return self._max_x - x > cfg.newline_dx * scale and y - f._s1 / f._w > cfg.newline_dy * scale
 
     def _accept(self, pts: np.ndarray) -> None:
         frames, sources = self.features.accept(pts, return_sources=True)
@@ -180,8 +194,9 @@ class StreamingRecognizer:
         self.decoder = make_decoder(decoder, self.alphabet, **(decoder_options or {}))
 
     # ---- streams --------------------------------------------------------------------------
-    def create_stream(self) -> InkStream:
-        return InkStream(self)
+    def create_stream(self, endpoint: Optional[EndpointConfig] = None) -> InkStream:
+        """A new stream with its own copy of the endpoint rules (``endpoint`` overrides the recognizer's)."""
+        return InkStream(self, endpoint)
 
     def is_ready(self, stream: InkStream) -> bool:
         """True when the stream has frames the model has not run yet."""
@@ -249,26 +264,21 @@ class StreamingRecognizer:
             return False
         now = stream.last_t if now is None else now
         text, _ = self.decoder.result(stream.decoder_state)
-        return bool(text) and now - stream.pen_up_since >= self.endpoint.pause_s
+        return bool(text) and now - stream.pen_up_since >= stream.endpoint.pause_s
 
     def reset(self, stream: InkStream) -> None:
         """Start a new line on ``stream``: bounded state for long sessions. Held-back samples of the
         next line (after a detected line break) are fed again."""
         held = stream.held_back
-        stream.__init__(self)
+        stream._clear()
         if held is not None and len(held):
-            stream.accept_samples(held)
+            stream.accept_samples(held)  # validated when they arrived: cannot raise
 
     # ---- offline convenience ------------------------------------------------------------------
     def recognize(self, points) -> RecognitionResult:
         """Whole sample at once (same code path as streaming; endpoints are not applied)."""
-        s = self.create_stream()
-        s._rec = self
-        ep, self.endpoint = self.endpoint, EndpointConfig(pause_s=1e9, line_break=False)
-        try:
-            s.accept_samples(points)
-        finally:
-            self.endpoint = ep
+        s = self.create_stream(OFFLINE)
+        s.accept_samples(points)
         s.input_finished()
         self.decode_stream(s)
         return self.get_result(s)

@@ -165,3 +165,19 @@ def test_build_save_and_load_a_small_lm(tmp_path):
     with pytest.raises(ValueError, match="not an inkstream character LM"):
         np.savez(tmp_path / "other.npz", x=np.zeros(3))
         CharLanguageModel(tmp_path / "other.npz")
+
+
+def test_an_lm_file_lacking_a_part_is_refused_naming_file_and_part(tmp_path):
+    arrays = build_char_lm({"the": 100.0, "a": 50.0}, order=3, min_history_count=1.0)
+    assert arrays["histories"][0] == b""  # sorted by length: the empty history first
+    no_root = dict(arrays, histories=arrays["histories"][1:], neg_log_probs_q=arrays["neg_log_probs_q"][1:])
+    save_lm(tmp_path / "no_root.npz", no_root)
+    with pytest.raises(ValueError, match=r"no_root\.npz.*empty history"):
+        CharLanguageModel(tmp_path / "no_root.npz")  # looped forever on its first lookup
+    save_lm(tmp_path / "no_order.npz", {k: v for k, v in arrays.items() if k != "order"})
+    with pytest.raises(ValueError, match=r"no_order\.npz.*lacks the arrays \['order'\]"):
+        CharLanguageModel(tmp_path / "no_order.npz")
+    short = dict(arrays, neg_log_probs_q=arrays["neg_log_probs_q"][:, :5])
+    save_lm(tmp_path / "short.npz", short)
+    with pytest.raises(ValueError, match=r"short\.npz.*neg_log_probs_q"):
+        CharLanguageModel(tmp_path / "short.npz")

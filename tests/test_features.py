@@ -138,3 +138,9 @@ def test_config_round_trips_and_validates():
         FeatureConfig(step=0)
     with pytest.raises(ValueError, match="version"):
         FeatureConfig.from_json('{"version": "other", "step": 0.5}')
+
+
+@pytest.mark.parametrize("text", ["3", "[1]", '"step"', "null"])
+def test_config_json_that_is_not_an_object_is_a_clear_value_error(text):
+    with pytest.raises(ValueError, match="JSON object"):
+        FeatureConfig.from_json(text)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.cli import main as cli_main
-from runtime.ink import load_corpus
+from runtime.ink import InkFormatError, load_corpus
 from runtime.model import ModelFileError, default_model_path
 from runtime.recognizer import EndpointConfig, StreamingRecognizer
 
@@ -166,15 +166,13 @@ def test_pause_endpoint_and_reset(samples):
     assert s.samples == 0 and rec.get_result(s).text == "" and not s.finished
 
 
-def test_a_long_session_writes_line_after_line_with_bounded_state(samples):
-    """Ten lines written one below the other, fed 2 samples at a time: each new line is noticed
-    when its first stroke starts far left and below, the stream is reset, and no state grows."""
+def _session(rec, samples, n_lines):
+    """``n_lines`` one-line fixture samples written one below the other by one writer, as one ink."""
     from runtime.features import FeatureExtractor
 
-    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9))
     single_lines = [3, 5, 7, 8, 6]  # fixture samples that are one written line each
     lines, t0, top = [], 0.0, 0.0
-    for k in range(10):
+    for k in range(n_lines):
         pts = samples[single_lines[k % len(single_lines)]][0].copy()
         fx = FeatureExtractor(rec.model.feature_config)
         fx.accept(pts)
@@ -184,6 +182,14 @@ def test_a_long_session_writes_line_after_line_with_bounded_state(samples):
         pts[:, 2] += t0
         t0 = pts[-1, 2] + 0.3
         lines.append(pts)
+    return lines
+
+
+def test_a_long_session_writes_line_after_line_with_bounded_state(samples):
+    """Ten lines written one below the other, fed 2 samples at a time: each new line is noticed
+    when its first stroke starts far left and below, the stream is reset, and no state grows."""
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9))
+    lines = _session(rec, samples, 10)
     session = np.concatenate(lines)
     s = rec.create_stream()
     ends, biggest = 0, 0
@@ -197,6 +203,115 @@ def test_a_long_session_writes_line_after_line_with_bounded_state(samples):
             rec.decode_stream(s)
     assert ends == 9  # nine line breaks between ten lines
     assert biggest <= max(len(p) for p in lines)
+
+
+def _line_lengths(rec, session, bursts):
+    """Samples per line when ``session`` is fed in ``bursts`` (cycled; 0 = all the rest)."""
+    s, out, a, k = rec.create_stream(), [], 0, 0
+    while a < len(session):
+        n = bursts[k % len(bursts)] or len(session)
+        s.accept_samples(session[a:a + n])
+        a, k = a + n, k + 1
+        while s.held_back is not None:
+            out.append(s.samples)
+            rec.reset(s)
+    s.input_finished()
+    return out + [s.samples]
+
+
+def test_line_breaks_do_not_depend_on_chunking(samples):
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9))
+    lines = _session(rec, samples, 3)
+    session = np.concatenate(lines)
+    want = [len(p) for p in lines]
+    for bursts in ([0], [1], [2], [7, 3, 1], [50]):
+        assert _line_lengths(rec, session, bursts) == want, bursts
+
+
+class _GuardedRecognizer(StreamingRecognizer):
+    """Fails if the shared endpoint config is assigned after construction."""
+
+    @property
+    def endpoint(self):
+        return self._endpoint
+
+    @endpoint.setter
+    def endpoint(self, value):
+        assert not hasattr(self, "_endpoint"), "the recognizer's shared endpoint config was changed"
+        self._endpoint = value
+
+
+def test_streams_own_their_endpoint_config_and_recognize_leaves_it_alone(samples):
+    line_breaks = EndpointConfig(pause_s=1e9)
+    rec = _GuardedRecognizer(MODEL, endpoint=line_breaks)
+    session = np.concatenate(_session(rec, samples, 2))
+    s, quiet = rec.create_stream(), rec.create_stream(NO_ENDPOINTS)
+    assert s.endpoint is line_breaks and quiet.endpoint is NO_ENDPOINTS
+    res = rec.recognize(session)  # offline: one result over every sample, no line split
+    assert res.num_samples == len(session) and res.is_final
+    assert rec.endpoint is line_breaks
+    quiet.accept_samples(session)
+    assert quiet.held_back is None and quiet.samples == len(session)
+    rec.reset(quiet)
+    assert quiet.endpoint is NO_ENDPOINTS  # reset keeps the stream's own config
+
+
+def test_malformed_samples_leave_the_stream_unchanged_also_while_a_line_is_held_back(samples):
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9))
+    lines = _session(rec, samples, 2)
+    session = np.concatenate(lines)
+    s = rec.create_stream()
+    bad = session[:40].copy()
+    bad[30, 1] = np.nan  # in a later stroke of the chunk
+    with pytest.raises(ValueError, match="sample 30 has a non-finite"):
+        s.accept_samples(bad)
+    assert s.samples == 0 and s.features.samples_seen == 0
+    for a in range(0, len(session), 2):
+        s.accept_samples(session[a:a + 2])
+        if s.held_back is not None:
+            break
+    held = s.held_back.copy()
+    with pytest.raises(ValueError, match="non-finite"):
+        s.accept_samples([[1.0, np.inf, 2.0, 0.0]])
+    assert np.array_equal(s.held_back, held)
+    rec.reset(s)  # nothing lost, nothing raised
+    assert s.held_back is None and s.samples == len(held)
+
+
+def _edited_model(tmp_path, **meta):
+    onnx = _onnx()
+    m = onnx.load(MODEL or str(default_model_path()))
+    for p in m.metadata_props:
+        if p.key in meta:
+            p.value = meta[p.key]
+    path = tmp_path / "edited.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.parametrize("key, value", [
+    ("alphabet", "not json"),
+    ("alphabet", "[1, 2]"),
+    ("alphabet", json.dumps("aa")),
+    ("blank_id", "1"),
+    ("num_features", "8"),
+    ("hidden_size", "32"),  # the graph's h and c say otherwise
+    ("num_layers", "2"),
+    ("feature_config", "3"),
+    ("num_classes", "x"),
+])
+def test_bad_or_contradicting_metadata_is_refused_at_load_naming_the_key(tmp_path, key, value):
+    with pytest.raises(ModelFileError, match=f"'{key}'"):
+        StreamingRecognizer(_edited_model(tmp_path, **{key: value}))
+
+
+def test_a_corpus_with_an_object_array_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "pickled.npz"
+    np.savez(path, points=np.zeros((2, 4), np.float32), offsets=np.array([0, 2]),
+             texts=np.array(["a", None], dtype=object), ids=np.array(["i"]), writers=np.array(["w"]),
+             units_per_mm=np.ones(1, np.float32), kind=np.array(["line"]))
+    with pytest.raises(InkFormatError, match="pickled.npz"):
+        load_corpus(path)
 
 
 def _cli(argv):
@@ -246,9 +361,15 @@ def test_torch_twin_of_the_onnx_model_matches_it():
 
 
 def test_edge_modules_do_not_import_torch_or_onnx():
-    code = ("import sys, runtime, runtime.recognizer, runtime.evaluate, runtime.bench, runtime.beam, runtime.lm, "
-            "firmware_bridge\n"
+    """Every module of the edge install (runtime.*, firmware_bridge.*), imported in a fresh process."""
+    code = ("import importlib, pkgutil, sys, runtime, firmware_bridge\n"
+            "mods = [m.name for p in (runtime, firmware_bridge) for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.')]\n"
+            "for m in mods: importlib.import_module(m)\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxscript', 'wordfreq'))\n"
-            "print(','.join(bad))")
+            "print(' '.join(mods)); print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    mods, bad = out.stdout.splitlines()
+    assert {"runtime.recognizer", "runtime.recognize", "runtime.cli", "runtime.lm", "runtime.ui.server",
+            "runtime.ui.session", "runtime.ui.sources", "firmware_bridge.sources",
+            "firmware_bridge.emulator"} <= set(mods.split())
+    assert bad == ""
