@@ -3,10 +3,9 @@
 The source is a bridge spec (:func:`firmware_bridge.sources.open_source`): ``serial:PATH``
 (inkstream protocol), ``isdv4:PATH`` (Wacom ISDV4) or ``file:PATH`` (ink replayed; any file
 :func:`runtime.ink_io.read_ink_file` reads, inks one after the other with a pause between them).
-Pen samples become ``x, y, t, pen_up_after`` rows (:class:`StrokeRowAssembler`), go into one
-:class:`InkStream`, and are decoded after every burst. A line ends at an endpoint: a pen-up pause
-(measured on the source's clock, which keeps running while nothing arrives), a line break, a
-lost connection, or the end of input; its final text is printed and the stream is reset.
+Recognition is :class:`runtime.live.LiveRecognition` (the web UI runs the same loop): a line
+ends at an endpoint (a pen-up pause on the source's clock, a line break, the clock going back,
+a lost connection, the end of input); its final text is printed and the stream is reset.
 
 Output: on a terminal one updating line (``\\r``) and the final text per line; otherwise
 ``~ hypothesis`` lines whenever the hypothesis changes and the final text as a plain line; with
@@ -20,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import queue
 import shutil
 import signal
 import sys
@@ -28,43 +26,15 @@ import threading
 import time
 from typing import Optional, TextIO
 
-import numpy as np
-
-from firmware_bridge.reader import DISCONNECTED, OPEN_FAILED, STOPPED
-from firmware_bridge.samples import ErrorCounters, PenSample, StrokeRowAssembler
-from firmware_bridge.sources import PenSource, open_source
+from firmware_bridge.reader import OPEN_FAILED
+from firmware_bridge.sources import open_source
+from runtime.live import LiveRecognition, error_counts, load_points, serial_error_count, setup_error_message
 from runtime.recognizer import EndpointConfig, StreamingRecognizer
 
-__all__ = ["LineOutput", "LiveRecognition", "load_points", "serial_error_count", "configure", "run"]
+__all__ = ["LineOutput", "TerminalView", "configure", "run"]
 
 POLL_S = 0.05  # longest wait for samples: how quickly a pause, Ctrl-C or --max-seconds is noticed
 PROG = "inkstream recognize"
-
-
-def serial_error_count(errors: ErrorCounters) -> int:
-    """Everything a decoder skipped or found missing: bad frames, lost frames, stray bytes."""
-    return errors.total_bad_frames() + errors.lost + errors.stray_bytes
-
-
-def load_points(path: str, gap_s: float = 2.5) -> tuple:
-    """``file:`` loader for the bridge: every ink of ``path`` (:func:`runtime.ink_io.read_ink_file`),
-    one after the other, ``gap_s`` seconds apart; returns ``(points, units_per_mm)``."""
-    from runtime.ink_io import read_ink_file
-
-    inks = read_ink_file(path)
-    parts, t0 = [], 0.0
-    for ink in inks:
-        p = ink.to_points()
-        if not len(p):
-            continue
-        p[:, 2] += t0 - p[0, 2]
-        parts.append(p)
-        t0 = float(p[:, 2].max()) + gap_s
-    if not parts:
-        raise ValueError(f"{path}: no ink in the file")
-    upm = inks[0].units_per_mm
-    same = all(i.units_per_mm == upm or (math.isnan(i.units_per_mm) and math.isnan(upm)) for i in inks)
-    return np.concatenate(parts), (upm if same else math.nan)
 
 
 class LineOutput:
@@ -99,124 +69,45 @@ class LineOutput:
         self.out.write(json.dumps({"text": text, "final": final, **fields}) + "\n")
 
 
-class LiveRecognition:
-    """One pen source, one stream: :meth:`poll` reads what arrived, decodes, prints; :meth:`finish`
-    ends the current line. ``clock_speed`` is how much faster than the wall clock the source's
-    time runs (a replay or emulator at ``--speed X``; a real pen: 1), used to tell a pause while
-    nothing arrives; too low only makes pauses end later."""
+class TerminalView:
+    """What a :class:`LiveRecognition` does, on a :class:`LineOutput` (hypotheses when they change,
+    final lines) and a log (connection changes, one message per outage)."""
 
-    def __init__(self, source: PenSource, recognizer: StreamingRecognizer, output: LineOutput,
-                 clock_speed: float = 1.0, log: TextIO = sys.stderr, name: str = "source"):
-        if not clock_speed > 0:
-            raise ValueError(f"clock_speed must be > 0, got {clock_speed}")
-        self.source = source
-        self.recognizer = recognizer
-        self.stream = recognizer.create_stream()
+    def __init__(self, output: LineOutput, name: str = "source", log: TextIO = sys.stderr):
         self.output = output
-        self.clock_speed = clock_speed
-        self.log = log
         self.name = name
-        self.assembler = StrokeRowAssembler()
-        self.samples_received = 0
-        self.lines = 0
+        self.log = log
+        self.live: Optional[LiveRecognition] = None
         self._started = time.monotonic()
-        self._last_arrival = self._started
         self._shown_text = ""
 
-    # ---- the loop body ---------------------------------------------------------------------
-    def poll(self, timeout: float = POLL_S) -> None:
-        """Wait up to ``timeout`` for samples, recognise them, report connection changes, and end
-        the line when the pen has paused long enough."""
-        samples = self.source.read(timeout=timeout)
-        quiet_since = time.monotonic()
-        if not samples:  # a read may come back empty late (a busy machine): is anything due now?
-            samples = self.source.read(timeout=0)
-        self._on_samples(samples)
-        self._drain_events()
-        stream = self.stream
-        if not samples and stream.samples and stream.pen_up_since is not None:
-            # Nothing was due at quiet_since, so the source's clock then is at least this much and
-            # below the next sample's time: the pause is never overestimated, whatever the load.
-            now = stream.last_t + (quiet_since - self._last_arrival) * self.clock_speed
-            if self.recognizer.is_endpoint(stream, now=now):
-                self.finish()
+    def attach(self, live: LiveRecognition) -> LiveRecognition:
+        self.live = live
+        live.on_partial, live.on_final, live.on_event = self.partial, self.final, self.event
+        return live
 
-    def end_of_input(self) -> None:
-        """No more samples for now (source ended or lost, or we stop): close an open stroke and
-        end the line."""
-        rows = self.assembler.pen_lifted()
-        if rows:
-            self._feed(np.asarray(rows, dtype=np.float64))
-        self.finish()
-
-    def finish(self) -> None:
-        """End the current line: print its final text and reset the stream."""
-        stream = self.stream
-        if not stream.samples and stream.held_back is None:
-            return
-        stream.input_finished()
-        self._decode()
-        result = self.recognizer.get_result(stream)
-        self.output.final(result.text, self._fields(rows=stream.samples))
-        self.lines += 1
-        self.recognizer.reset(stream)  # feeds back rows held for the next line, if any
-        self._shown_text = ""
-        self._decode()
-        self._show_partial()
-
-    # ---- internals ---------------------------------------------------------------------------
-    def _on_samples(self, samples: list[PenSample]) -> None:
-        if not samples:
-            return
-        self._last_arrival = time.monotonic()
-        self.samples_received += len(samples)
-        rows = self.assembler.accept_many(samples)
-        if rows:
-            self._feed(np.asarray(rows, dtype=np.float64))
-            self._show_partial()
-
-    def _feed(self, rows: np.ndarray) -> None:
-        # A burst may hold a whole pause (a file replayed at once, a host that fell behind): cut it
-        # at every stroke start that follows a pause, so lines end as they would live.
-        pause = self.recognizer.endpoint.pause_s
-        cuts = [i for i in range(1, len(rows)) if rows[i - 1, 3] > 0.5 and rows[i, 2] - rows[i - 1, 2] >= pause]
-        for chunk in np.split(rows, cuts):
-            if self.recognizer.is_endpoint(self.stream, now=float(chunk[0, 2])):
-                self.finish()
-            self.stream.accept_samples(chunk)
-            self._decode()
-            if self.stream.held_back is not None:  # the writer went to a new line
-                self.finish()
-
-    def _decode(self) -> None:
-        while self.recognizer.is_ready(self.stream):
-            self.recognizer.decode_stream(self.stream)
-
-    def _show_partial(self) -> None:
-        text = self.recognizer.get_result(self.stream).text
+    def partial(self, rows) -> None:
+        live = self.live
+        text = live.recognizer.get_result(live.stream).text
         if text != self._shown_text:
             self._shown_text = text
-            self.output.partial(text, self._fields(rows=self.stream.samples))
+            self.output.partial(text, self._fields(rows=live.stream.samples))
+
+    def final(self, result, num_samples: int) -> None:
+        self.output.final(result.text, self._fields(rows=num_samples))
+        self._shown_text = ""
+
+    def event(self, event) -> None:
+        if event.attempt > (1 if event.state == OPEN_FAILED else 0):
+            return  # one message per outage, not one per retry
+        detail = f" ({event.detail})" if event.detail else ""
+        print(f"{PROG}: {self.name} {event.state}{detail}", file=self.log, flush=True)
 
     def _fields(self, rows: int) -> dict:
-        return {"line": self.lines, "rows": rows, "samples": self.samples_received,
-                "serial_errors": serial_error_count(self.source.errors),
+        live = self.live
+        return {"line": live.lines, "rows": rows, "samples": live.samples_received,
+                "serial_errors": serial_error_count(live.source.errors),
                 "t": round(time.monotonic() - self._started, 3)}
-
-    def _drain_events(self) -> None:
-        while True:
-            try:
-                event = self.source.events.get_nowait()
-            except queue.Empty:
-                return
-            if event.attempt > (1 if event.state == OPEN_FAILED else 0):
-                continue  # one message per outage, not one per retry
-            detail = f" ({event.detail})" if event.detail else ""
-            print(f"{PROG}: {self.name} {event.state}{detail}", file=self.log, flush=True)
-            if event.state in (DISCONNECTED, STOPPED):
-                # the reader queued every sample (and a pen-left) before it reported the loss
-                self._on_samples(self.source.read(timeout=0))
-                self.end_of_input()  # the device clock may start over when it comes back
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -256,18 +147,18 @@ def run(args) -> int:
         else:
             source = open_source(args.source)
     except (OSError, ValueError) as exc:  # InkFormatError and ModelFileError are ValueErrors
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {setup_error_message(exc)}", file=sys.stderr)
         return 2
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    live = LiveRecognition(source, recognizer, LineOutput(sys.stdout, json_lines=args.json),
-                           clock_speed=args.speed if math.isfinite(args.speed) else 1.0, name=args.source)
+    live = TerminalView(LineOutput(sys.stdout, json_lines=args.json), name=args.source).attach(
+        LiveRecognition(source, recognizer, clock_speed=args.speed if math.isfinite(args.speed) else 1.0))
     deadline = math.inf if args.max_seconds is None else time.monotonic() + args.max_seconds
     code = 0
     try:
         while not stop.is_set() and time.monotonic() < deadline:
-            live.poll()
+            live.poll(POLL_S)
             if source.ended:
                 live.poll(timeout=0)  # events queued with the last samples
                 reader = getattr(source, "reader", None)
@@ -276,7 +167,7 @@ def run(args) -> int:
                           f"{PROG}: {args.source} ended: the reader gave up", file=sys.stderr)
                     code = 1
                 break
-        live.end_of_input()
+        live.end_line()
     except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
@@ -284,7 +175,7 @@ def run(args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     errors = source.errors
-    counts = {k: v for k, v in {**errors.__dict__, **errors.extra}.items() if k != "extra" and v}
+    counts = error_counts(errors)
     detail = f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else ""
     print(f"{PROG}: {live.lines} lines from {live.samples_received} pen samples, "
           f"{serial_error_count(errors)} serial errors{detail}", file=sys.stderr)

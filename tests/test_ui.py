@@ -20,15 +20,18 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from firmware_bridge.samples import PenSample
 from runtime.ink import load_corpus
+from runtime.live import serial_error_count
 from runtime.recognizer import StreamingRecognizer
 from runtime.ui.server import LiveServer, ServerConfig
+from runtime.ui.session import BrowserPenSource
 from runtime.ui.sources import DEMO_SAMPLES, open_live_source
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SCREENSHOT = REPO / "docs" / "ui.png"
+DOCS_SCREENSHOT = REPO / "docs" / "ui.png"  # rewritten only with INKSTREAM_UPDATE_SCREENSHOT=1
 HIGHLIGHT_RGB = (217, 72, 15)  # HIGHLIGHT_COLOR in static/app.js
 TEST_MODEL = os.environ.get("INKSTREAM_TEST_MODEL")  # default: the shipped model
 
@@ -155,31 +158,81 @@ def test_malformed_and_oversized_messages_do_not_hurt_other_viewers(recognizer):
 
 def test_browser_rate_is_capped(recognizer):
     server = start_server(recognizer, config=ServerConfig(port=0, messages_per_s=5.0, message_burst=5))
+    burst = 200  # far above 5 per second: most of it must be dropped, however slow the machine
 
     async def main():
         async with connect(ws_url(server)) as ws:
             await ws.recv()
-            for k in range(40):
+            for k in range(burst):
                 await ws.send(json.dumps({"type": "ping", "t": k}))
-            await ws.send(json.dumps({"type": "ping", "t": -1}))  # the last one may or may not pass
-            replies = []
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 1.5  # stats keep coming, so collect for a while
-            try:
-                while loop.time() < deadline:
-                    replies.append(json.loads(await asyncio.wait_for(ws.recv(), deadline - loop.time())))
-            except asyncio.TimeoutError:
-                pass
-            pongs = [m for m in replies if m["type"] == "pong"]
-            errors = [m for m in replies if m["type"] == "error"]
-            assert 5 <= len(pongs) < 15, replies
-            assert errors and "rate" in errors[0]["message"]
-            await asyncio.sleep(0.5)  # tokens come back: the connection is still served
-            await ws.send(json.dumps({"type": "ping", "t": 99}))
-            assert (await receive_until(ws, lambda m: m["type"] == "pong" and m["t"] == 99))[0]
+            error, seen = await receive_until(ws, lambda m: m["type"] == "error")
+            assert "rate" in error["message"]
+            # the connection survives: once tokens come back, a ping is answered. Replies keep the
+            # order of the pings, so every answer to the burst comes before this one.
+            for _ in range(40):
+                await asyncio.sleep(0.25)
+                await ws.send(json.dumps({"type": "ping", "t": -1}))
+                try:
+                    await receive_until(ws, lambda m: seen.append(m) or (m["type"] == "pong" and m["t"] == -1),
+                                        timeout=1.0)
+                    break
+                except AssertionError:
+                    continue
+            else:
+                raise AssertionError("the connection was not served again after the burst")
+            answered = [m for m in seen if m["type"] == "pong" and m["t"] >= 0]
+            assert len(answered) < burst // 2, len(answered)
 
     try:
         asyncio.run(main())
+    finally:
+        server.stop()
+
+
+def test_browser_queue_is_bounded():
+    source = BrowserPenSource(max_batches=2)
+    batch = [PenSample(1.0, 2.0, 0.0, tip=True)]
+    assert source.push(batch) and source.push(batch)
+    assert not source.push(batch)  # recognition is behind: dropped and counted
+    assert source.errors.extra == {"dropped_samples": 1}
+    assert len(source.read(timeout=0)) == 2 and source.push(batch)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the worker re-raises
+def test_a_failed_session_is_reported_and_waiters_are_released(recognizer):
+    server = start_server(recognizer)
+
+    def broken(timeout):
+        raise RuntimeError("broken on purpose")
+
+    async def main():
+        async with connect(ws_url(server)) as ws:
+            await ws.recv()
+            server.session.live.poll = broken  # the worker's next poll dies
+            failed, _ = await receive_until(ws, lambda m: m["type"] == "source" and m["state"] == "failed")
+            assert "broken on purpose" in failed["detail"]
+            assert server.session.request_clear().wait(5.0)  # nobody waits forever
+            await ws.send(json.dumps({"type": "pen", "samples": [[1, 2, 0, 1]]}))
+            reply, _ = await receive_until(ws, lambda m: m["type"] == "error")
+            assert "broken on purpose" in reply["message"]
+        async with connect(ws_url(server)) as late:  # a viewer that joins later is told too
+            hello = json.loads(await late.recv())
+            assert "broken on purpose" in hello["failure"] and hello["state"]["source_state"] == "failed"
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+
+
+def test_a_port_in_use_is_an_error_and_nothing_is_left_running(recognizer):
+    server = start_server(recognizer)
+    try:
+        live = open_live_source("emulator", speed=4.0)
+        second = LiveServer(live, recognizer, ServerConfig(port=server.port))
+        with pytest.raises(OSError):
+            second.start_in_thread()
+        assert not live.tablet._thread.is_alive() and not live.source.reader.is_alive()
     finally:
         server.stop()
 
@@ -366,9 +419,10 @@ def test_page_reconnects_after_the_server_restarts(browser, recognizer):
         server.stop()
 
 
-def test_demo_page_shows_the_emulated_tablet_and_the_network_view(browser, recognizer):
+def test_demo_page_shows_the_emulated_tablet_and_the_network_view(browser, recognizer, tmp_path):
     """The demo's path (emulated tablet on a pty -> serial reader -> recognizer -> page), the
-    network view, and the screenshot in docs/ui.png."""
+    network view, and a screenshot (docs/ui.png with INKSTREAM_UPDATE_SCREENSHOT=1)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
@@ -382,16 +436,26 @@ def test_demo_page_shows_the_emulated_tablet_and_the_network_view(browser, recog
         server_lines = [line["text"] for line in server.session.history]
         assert shown == server_lines[:len(shown)]
         assert int(browser.find_element(By.ID, "stat-rate").text) > 0
-        assert browser.find_element(By.ID, "stat-errors").text == "0"
-        cells = browser.execute_script("return inkstreamApp.cells.length && inkstreamApp.cells[0].values.length")
+        shown_errors = int(browser.find_element(By.ID, "stat-errors").text)
+        tablet = server.live.tablet.stats  # the page shows the bridge's counter as it was then
+        assert 0 <= shown_errors <= serial_error_count(server.live.source.errors)
+        if tablet.bytes_dropped_unread == 0 and tablet.bytes_corrupted == 0:
+            assert shown_errors == 0
+        # between a final line and the next pen-down the live view has no cells yet: wait for some
+        cells = wait_for(browser, "inkstreamApp.cells.length && inkstreamApp.cells[0].values.length")
         assert cells == server.session.memory_cells
-        spans = [s for s in browser.find_elements(By.CSS_SELECTOR, "#final-lines li .char")
-                 if s.get_attribute("data-strokes")]
-        if spans:
-            ActionChains(browser).move_to_element(spans[0]).perform()
-        SCREENSHOT.parent.mkdir(exist_ok=True)
+        try:  # hover a recognised character for the screenshot; a new final line may redraw the list
+            spans = [s for s in browser.find_elements(By.CSS_SELECTOR, "#final-lines li .char")
+                     if s.get_attribute("data-strokes")]
+            if spans:
+                ActionChains(browser).move_to_element(spans[0]).perform()
+        except StaleElementReferenceException:
+            pass
+        update_docs = os.environ.get("INKSTREAM_UPDATE_SCREENSHOT") == "1"
+        screenshot = DOCS_SCREENSHOT if update_docs else tmp_path / "ui.png"
+        screenshot.parent.mkdir(exist_ok=True)
         browser.set_window_size(1200, 1250)  # room for a few final lines below the live view
-        browser.save_screenshot(str(SCREENSHOT))
+        assert browser.save_screenshot(str(screenshot))
         browser.set_window_size(1200, 1050)
     finally:
         server.stop()

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
+from runtime.live import error_counts, serial_error_count, setup_error_message
 from runtime.recognizer import StreamingRecognizer
 from runtime.ui.sources import DEMO_SAMPLES, open_live_source
 from runtime.ui.session import RecognitionSession, SessionConfig
@@ -111,11 +112,11 @@ def run_terminal(samples_path: str = str(DEMO_SAMPLES), speed: float = 1.0, loop
         lines=[{"text": line["text"], "rows": line["rows"]} for line in session.history],
         rows_expected=rows_expected, rows_received=session.rows_received,
         samples_sent=live.tablet.stats.samples_sent, samples_received=session.samples_received,
-        serial_errors={k: v for k, v in errors.__dict__.items() if k != "extra" and v},
+        serial_errors=error_counts(errors),
         bytes_dropped_unread=live.tablet.stats.bytes_dropped_unread,
         bytes_corrupted=live.tablet.stats.bytes_corrupted)
-    bad = sum(result.serial_errors.values())
-    out.write(f"done: {printer.progress()} received, {len(result.lines)} lines, serial errors: {bad}\n")
+    out.write(f"done: {printer.progress()} received, {len(result.lines)} lines, "
+              f"serial errors: {serial_error_count(errors)}\n")
     out.flush()
     return result
 
@@ -152,10 +153,14 @@ def run(args) -> int:
             run_terminal(args.samples, speed=args.speed, loop=args.loop, model=args.model)
         except KeyboardInterrupt:
             print("\ninkstream demo: stopped")
+        except (OSError, ValueError) as exc:  # the model, the samples, the pty
+            print(f"inkstream demo: {setup_error_message(exc)}", file=sys.stderr)
+            return 2
         return 0
-    from runtime.ui.server import LiveServer, ServerConfig, serve_until_interrupted
+    from runtime.ui.server import open_server, serve_until_interrupted
 
-    recognizer = StreamingRecognizer(args.model)
-    live = open_live_source(f"emulator:{args.samples}", speed=args.speed, loop=args.loop)
-    server = LiveServer(live, recognizer, ServerConfig(host=args.host, port=args.port))
-    return serve_until_interrupted(server, open_browser=not args.no_browser and _can_open_browser())
+    server = open_server(args, f"emulator:{args.samples}", loop=args.loop, prog="inkstream demo")
+    if server is None:
+        return 2
+    return serve_until_interrupted(server, open_browser=not args.no_browser and _can_open_browser(),
+                                   prog="inkstream demo")

@@ -9,7 +9,8 @@ Safety: binds 127.0.0.1 unless told otherwise; when bound to a loopback address 
 header must name a loopback host with the served port (no DNS rebinding); a WebSocket
 ``Origin``, when present, must be the page's own ``http://host:port``; incoming messages are
 capped in size (``max_size``) and rate (a token bucket per connection); a malformed message
-gets an ``error`` reply and nothing else changes.
+gets an ``error`` reply and nothing else changes. If recognition fails (the session's worker
+died), ``pen`` and ``clear`` get an ``error`` naming the failure and ``hello`` carries it.
 
 Messages from the page: ``{"type": "pen", "samples": [[x, y, t, tip, pressure?], ...]}`` (only
 when the source is ``browser``), ``{"type": "clear"}``, ``{"type": "ping", "t": ms}``.
@@ -20,6 +21,7 @@ import asyncio
 import ipaddress
 import json
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -34,11 +36,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from firmware_bridge.samples import PenSample
+from runtime.live import setup_error_message
 from runtime.recognizer import StreamingRecognizer
 from runtime.ui.session import RecognitionSession, SessionConfig, finite_number
 from runtime.ui.sources import LiveSource, open_live_source
 
-__all__ = ["ServerConfig", "LiveServer", "configure", "run"]
+__all__ = ["ServerConfig", "LiveServer", "open_server", "serve_until_interrupted", "configure", "run"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {  # URL path -> (file, content type); nothing else is ever read from disk
@@ -196,8 +199,13 @@ class LiveServer:
                        "max_message_bytes": self.config.max_message_bytes,
                        "messages_per_s": self.config.messages_per_s},
             "server_ms": time.time() * 1000.0,
+            "failure": self._failure_text(),
             "state": self.session.snapshot(),
         }
+
+    def _failure_text(self) -> Optional[str]:
+        failure = self.session.failure
+        return None if failure is None else f"recognition stopped: {failure!r}"
 
     async def _handler(self, ws: ServerConnection) -> None:
         bucket = TokenBucket(self.config.messages_per_s, self.config.message_burst)
@@ -239,6 +247,8 @@ class LiveServer:
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise MessageError("expected a JSON object with a string 'type'")
         kind = data["type"]
+        if kind in ("clear", "pen") and self.session.failure is not None:
+            raise MessageError(self._failure_text())
         if kind == "ping":
             t = data.get("t")
             if not finite_number(t):
@@ -250,7 +260,8 @@ class LiveServer:
         if kind == "pen":
             if not self.live.accepts_pen_input:
                 raise MessageError(f"pen input is only accepted with --source browser (this source: {self.live.name})")
-            self.live.source.push(self._pen_samples(data.get("samples")))
+            if not self.live.source.push(self._pen_samples(data.get("samples"))):
+                raise MessageError(self._failure_text() or "recognition is behind: pen samples dropped")
             return None
         raise MessageError(f"unknown message type {kind!r} (pen, clear, ping)")
 
@@ -284,22 +295,35 @@ class LiveServer:
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        async with serve(self._handler, self.config.host, self.config.port,
-                         process_request=self._process_request,
-                         max_size=self.config.max_message_bytes, max_queue=32,
-                         close_timeout=2.0) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            self.session.start()
-            self._ready.set()
-            await self._stopped.wait()
-        self.session.close()
-        self.live.close()
+        try:
+            async with serve(self._handler, self.config.host, self.config.port,
+                             process_request=self._process_request,
+                             max_size=self.config.max_message_bytes, max_queue=32,
+                             close_timeout=2.0) as server:
+                self.port = server.sockets[0].getsockname()[1]
+                self.session.start()
+                self._ready.set()
+                await self._stopped.wait()
+        finally:  # also when the port cannot be bound: the emulator and the reader thread stop
+            self.session.close()
+            self.live.close()
 
     def start_in_thread(self, timeout: float = 10.0) -> "LiveServer":
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()), name="inkstream-ui", daemon=True)
+        errors: list = []
+
+        def main():
+            try:
+                asyncio.run(self.serve())
+            except Exception as exc:  # e.g. the port is in use: hand it to the caller
+                errors.append(exc)
+                self._ready.set()
+
+        self._thread = threading.Thread(target=main, name="inkstream-ui", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             raise RuntimeError("the UI server did not start")
+        if errors:
+            raise errors[0]
         return self
 
     def stop(self) -> None:
@@ -327,8 +351,9 @@ def configure(parser) -> None:
     parser.add_argument("--open", action="store_true", help="open the page in a web browser")
 
 
-def serve_until_interrupted(server: LiveServer, open_browser: bool) -> int:
-    """Run ``server`` in the foreground until Ctrl-C; print the URL (and open a browser)."""
+def serve_until_interrupted(server: LiveServer, open_browser: bool, prog: str = "inkstream serve") -> int:
+    """Run ``server`` in the foreground until Ctrl-C; print the URL (and open a browser).
+    Returns 0, or 2 with a message when the address cannot be bound."""
     async def main():
         task = asyncio.create_task(server.serve())
         while server.port is None and not task.done():
@@ -342,18 +367,40 @@ def serve_until_interrupted(server: LiveServer, open_browser: bool) -> int:
             webbrowser.open(server.url)
         await task
 
+    code = 0
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         print("inkstream: stopped")
+    except OSError as exc:  # e.g. address in use: before serving, so nothing ran yet
+        if server.port is not None:
+            raise
+        print(f"{prog}: cannot listen on {server.config.host}:{server.config.port}: {exc}", file=sys.stderr)
+        code = 2
     finally:
         server.session.close()
         server.live.close()
-    return 0
+    return code
+
+
+def open_server(args, spec: str, loop: bool = False, prog: str = "inkstream serve") -> Optional[LiveServer]:
+    """The recognizer, the source and the server the command line asks for; None (after a message
+    on stderr) when the model, the options or the source are wrong."""
+    live = None
+    try:
+        config = ServerConfig(host=args.host, port=args.port)
+        recognizer = StreamingRecognizer(args.model)
+        live = open_live_source(spec, speed=args.speed, loop=loop)
+        return LiveServer(live, recognizer, config)
+    except (OSError, ValueError) as exc:  # ModelFileError and InkFormatError are ValueErrors
+        if live is not None:
+            live.close()
+        print(f"{prog}: {setup_error_message(exc)}", file=sys.stderr)
+        return None
 
 
 def run(args) -> int:
-    config = ServerConfig(host=args.host, port=args.port)
-    recognizer = StreamingRecognizer(args.model)
-    live = open_live_source(args.source, speed=args.speed)
-    return serve_until_interrupted(LiveServer(live, recognizer, config), open_browser=args.open)
+    server = open_server(args, args.source)
+    if server is None:
+        return 2
+    return serve_until_interrupted(server, open_browser=args.open)

@@ -1,8 +1,8 @@
 """One live recognition session: a pen source, one :class:`InkStream`, and the lines it produced.
 
 A :class:`RecognitionSession` runs a worker thread that reads :class:`PenSample` batches from a
-pen source, turns them into ``x, y, t, pen_up_after`` rows, feeds the stream, decodes, and
-*publishes* plain-dict messages (JSON-ready) to a callback. The web server broadcasts them to
+pen source and recognises them with :class:`runtime.live.LiveRecognition` (the loop ``inkstream
+recognize`` runs too, with the same endpoints), and *publishes* plain-dict messages (JSON-ready) to a callback. The web server broadcasts them to
 every viewer; the terminal demo prints them. Decoding therefore never runs on an event loop.
 
 Messages (``type`` field), each with a ``seq`` number that grows by one per message:
@@ -13,7 +13,8 @@ Messages (``type`` field), each with a ``seq`` number that grows by one per mess
 * ``final``: the line is over (``text``, ``chars``, ``num_samples``: the line keeps only its
   first ``num_samples`` rows; later rows were the next line's and come again in its ``update``).
 * ``clear``: everything was cleared. ``stats``: rates, RTF, serial errors, source state.
-* ``source``: the source ended or changed state.
+* ``source``: the source ended or changed state, or recognition failed (``state`` ``failed``,
+  ``detail``: the error); nothing more is recognised after that.
 
 :meth:`RecognitionSession.snapshot` returns the whole visible state with the ``seq`` it
 includes, so a viewer that joins late starts from it and skips messages with a smaller ``seq``.
@@ -29,8 +30,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from firmware_bridge.samples import DeviceInfo, ErrorCounters, PenSample, StrokeRowAssembler
+from firmware_bridge.samples import DeviceInfo, ErrorCounters, PenSample
 from firmware_bridge.sources import PenSource
+from runtime.live import LiveRecognition, error_counts, serial_error_count
 from runtime.recognizer import RecognitionResult, StreamingRecognizer
 
 __all__ = ["SessionConfig", "RecognitionSession", "BrowserPenSource", "chars_to_json"]
@@ -64,21 +66,36 @@ class SessionConfig:
 
 
 class BrowserPenSource(PenSource):
-    """Pen samples written on the web page. The server :meth:`push` es them; the session reads."""
+    """Pen samples written on the web page. The server :meth:`push` es them; the session reads.
 
-    def __init__(self) -> None:
+    At most ``max_batches`` batches wait: when recognition falls behind (or has stopped), a push
+    is refused (False) and its samples are counted in ``errors.extra['dropped_samples']``."""
+
+    def __init__(self, max_batches: int = 256) -> None:
         super().__init__()
         self.info = DeviceInfo("browser", 0, 0, 0, name="web page (pointer events)")
-        self._queue: "queue.Queue[list[PenSample]]" = queue.Queue()
+        self._queue: "queue.Queue[list[PenSample]]" = queue.Queue(maxsize=max_batches)
         self._closed = False
+        self.dropped_samples = 0
 
-    def push(self, samples: list[PenSample]) -> None:
-        if samples and not self._closed:
-            self._queue.put(samples)
+    def push(self, samples: list[PenSample]) -> bool:
+        """Queue ``samples`` for the session; False when they were dropped."""
+        if not samples or self._closed:
+            return not samples
+        try:
+            self._queue.put_nowait(samples)
+            return True
+        except queue.Full:
+            self.dropped_samples += len(samples)
+            return False
 
     @property
     def ended(self) -> bool:
         return self._closed
+
+    @property
+    def errors(self) -> ErrorCounters:
+        return ErrorCounters(extra={"dropped_samples": self.dropped_samples} if self.dropped_samples else {})
 
     def read(self, timeout: Optional[float] = None) -> list[PenSample]:
         out: list[PenSample] = []
@@ -100,15 +117,15 @@ def chars_to_json(result: RecognitionResult) -> list[dict]:
 
 
 def _errors_to_json(errors: ErrorCounters) -> dict:
-    counts = {k: v for k, v in errors.__dict__.items() if k != "extra" and v}
-    counts.update({k: v for k, v in errors.extra.items() if v})
-    return {"total": errors.total_bad_frames() + errors.lost, "counts": counts}
+    return {"total": serial_error_count(errors), "counts": error_counts(errors)}
 
 
 class RecognitionSession:
-    """Reads ``source`` on a worker thread, recognises it with ``recognizer`` (one stream) and
-    publishes messages (see the module docstring) to ``publish``, which is called on the worker
-    thread and must not block. ``start()``/``close()``; ``snapshot()`` from any thread."""
+    """Reads ``source`` on a worker thread, recognises it with ``recognizer`` (one stream, through
+    :class:`runtime.live.LiveRecognition`) and publishes messages (see the module docstring) to
+    ``publish``, which is called on the worker thread and must not block. ``start()``/``close()``;
+    ``snapshot()`` from any thread. If the worker dies, ``failure`` holds the exception, a
+    ``source`` message with state ``failed`` goes out, and waiting command events are set."""
 
     def __init__(self, source: PenSource, recognizer: StreamingRecognizer, publish: Publish,
                  config: SessionConfig = SessionConfig(), source_name: str = ""):
@@ -117,8 +134,9 @@ class RecognitionSession:
         self.config = config
         self.source_name = source_name
         self._publish_cb = publish
-        self.stream = recognizer.create_stream()
-        self._assembler = StrokeRowAssembler()
+        self.live = LiveRecognition(source, recognizer, clock_speed=config.clock_speed,
+                                    on_partial=self._on_rows, on_final=self._on_final, on_event=self._on_event)
+        self.stream = self.live.stream
         self._lock = threading.Lock()  # guards the visible state and seq against snapshot()
         self._seq = 0
         self._line_id = 0
@@ -127,21 +145,25 @@ class RecognitionSession:
         self._cells: list = []
         self.history: list = []  # final lines: {"line", "text", "chars", "rows"}
         self._commands: "queue.Queue[tuple[str, threading.Event]]" = queue.Queue()
+        self._commands_lock = threading.Lock()  # a command is either queued for a live worker or set at once
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.source_ended = threading.Event()
-        self.samples_received = 0
-        self.rows_received = 0
-        self._last_arrival = time.monotonic()
         self._source_state = "connecting" if source.info is None and source.events is not None else "open"
-        # stats window
+        # stats window: counters of self.live at the window's start
         self._win_start = time.monotonic()
-        self._win_samples = 0
-        self._win_compute = 0.0
-        self._win_ink = 0.0
+        self._win_base = (0, 0.0, 0.0)
         self.failure: Optional[BaseException] = None
         hidden = recognizer.model.info.hidden_size
         self.memory_cells = min(config.memory_cells, hidden)
+
+    @property
+    def samples_received(self) -> int:
+        return self.live.samples_received
+
+    @property
+    def rows_received(self) -> int:
+        return self.live.rows_received
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "RecognitionSession":
@@ -157,7 +179,7 @@ class RecognitionSession:
 
     def request_clear(self) -> threading.Event:
         """Forget the current line and the history (runs on the worker thread, in order).
-        The returned event is set once it has been done."""
+        The returned event is set once it has been done (or the worker has failed)."""
         return self._command("clear")
 
     def request_finish_line(self) -> threading.Event:
@@ -166,7 +188,11 @@ class RecognitionSession:
 
     def _command(self, name: str) -> threading.Event:
         done = threading.Event()
-        self._commands.put((name, done))
+        with self._commands_lock:
+            if self.failure is not None:
+                done.set()  # nobody will run it: do not leave the caller waiting
+            else:
+                self._commands.put((name, done))
         return done
 
     # ---- state for late viewers --------------------------------------------------------------
@@ -198,11 +224,7 @@ class RecognitionSession:
         try:
             while not self._stop.is_set():
                 self._do_commands()
-                samples = self.source.read(timeout=self.config.poll_s)
-                if samples:
-                    self._on_samples(samples)
-                self._drain_source_events()
-                self._check_pause()
+                self.live.poll(self.config.poll_s)
                 if self.source.ended and not self.source_ended.is_set():
                     self._on_source_ended()
                 now = time.monotonic()
@@ -212,9 +234,23 @@ class RecognitionSession:
                 if self.source_ended.is_set() and self._commands.empty():
                     self._stop.wait(self.config.poll_s)  # nothing more will come; stay for commands
         except Exception as exc:  # a bug: tell the viewers instead of dying silently
-            self.failure = exc
-            self._publish({"type": "source", "state": "failed", "detail": repr(exc)})
+            with self._commands_lock:
+                self.failure = exc
+            self._release_commands()
+            self.source.close()  # a browser source refuses pushes from now on
+
+            def mutate():
+                self._source_state = "failed"
+
+            self._publish({"type": "source", "state": "failed", "detail": repr(exc)}, mutate)
             raise
+
+    def _release_commands(self) -> None:
+        while True:
+            try:
+                self._commands.get_nowait()[1].set()
+            except queue.Empty:
+                return
 
     def _do_commands(self) -> None:
         while True:
@@ -222,42 +258,21 @@ class RecognitionSession:
                 command, done = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if command == "clear":
-                self._clear()
-            elif command == "finish":
-                self._finish_line()
-            done.set()
+            try:
+                if command == "clear":
+                    self._clear()
+                elif command == "finish":
+                    self.live.finish()
+            finally:
+                done.set()
 
-    def _on_samples(self, samples: list[PenSample]) -> None:
-        arrived_ms = time.time() * 1000.0
-        self._last_arrival = time.monotonic()
-        self.samples_received += len(samples)
-        self._win_samples += len(samples)
-        rows = self._assembler.accept_many(samples)
-        if not rows:
-            return
-        rows = np.asarray(rows, dtype=np.float64)
-        # A long pause before these rows ends the line first (the pen came back after it).
-        if self.recognizer.is_endpoint(self.stream, now=float(rows[0, 2])):
-            self._finish_line()
-        self._feed(rows, arrived_ms)
-
-    def _feed(self, rows: np.ndarray, arrived_ms: float) -> None:
-        stream = self.stream
-        prev_t = stream.last_t
-        first = len(self._line_rows)
-        stream.accept_samples(rows)
-        self.rows_received += len(rows)
-        started = time.perf_counter()
-        while self.recognizer.is_ready(stream):
-            self.recognizer.decode_stream(stream)
-        self._win_compute += time.perf_counter() - started
-        if prev_t is not None:
-            self._win_ink += max(0.0, float(rows[-1, 2]) - prev_t)
-        result = self.recognizer.get_result(stream)
+    def _on_rows(self, rows: np.ndarray) -> None:
+        """Rows went into the current line (after a reset: the next line's first rows)."""
+        result = self.recognizer.get_result(self.stream)
         chars = chars_to_json(result)
-        cells = self._cell_column(stream.samples)
+        cells = self._cell_column(self.stream.samples)
         row_list = [[float(v) for v in r] for r in rows]
+        first = len(self._line_rows)
 
         def mutate():
             self._line_rows.extend(row_list)
@@ -266,9 +281,8 @@ class RecognitionSession:
                 self._cells.append(cells)
 
         self._publish({"type": "update", "line": self._line_id, "first_sample": first, "rows": row_list,
-                       "arrived_ms": arrived_ms, "text": result.text, "chars": chars, "cells": cells}, mutate)
-        if stream.held_back is not None:  # the writer went to a new line
-            self._finish_line()
+                       "arrived_ms": self.live.arrived_wall * 1000.0, "text": result.text, "chars": chars,
+                       "cells": cells}, mutate)
 
     def _cell_column(self, sample_index: int) -> Optional[dict]:
         if not self.memory_cells:
@@ -276,28 +290,10 @@ class RecognitionSession:
         values = np.asarray(self.stream.c)[-1, 0, :self.memory_cells]
         return {"sample": int(sample_index), "values": [round(float(v), 3) for v in values]}
 
-    def _check_pause(self) -> None:
-        stream = self.stream
-        if not stream.samples or stream.pen_up_since is None:
-            return
-        # the source's clock keeps running while nothing arrives
-        now = stream.last_t + (time.monotonic() - self._last_arrival) * self.config.clock_speed
-        if self.recognizer.is_endpoint(stream, now=now):
-            self._finish_line()
-
-    def _finish_line(self) -> None:
-        """Final result of the current line, keep it, reset the stream (replaying held-back rows)."""
-        stream = self.stream
-        if not stream.samples and stream.held_back is None:
-            return
-        stream.input_finished()
-        while self.recognizer.is_ready(stream):
-            self.recognizer.decode_stream(stream)
-        result = self.recognizer.get_result(stream)
-        count = stream.samples
+    def _on_final(self, result: RecognitionResult, count: int) -> None:
+        """The line is over: keep it; rows after ``count`` come again in the next ``update``."""
         line = {"line": self._line_id, "text": result.text, "chars": chars_to_json(result),
                 "rows": self._line_rows[:count]}
-        remainder = self._line_rows[count:]
 
         def mutate():
             self.history.append(line)
@@ -309,31 +305,9 @@ class RecognitionSession:
 
         self._publish({"type": "final", "line": line["line"], "text": result.text, "chars": line["chars"],
                        "num_samples": count}, mutate)
-        self.recognizer.reset(stream)
-        if remainder:  # reset() fed the next line's first rows back in: decode and publish them
-            self._republish_after_reset(remainder)
-
-    def _republish_after_reset(self, remainder: list) -> None:
-        stream = self.stream
-        while self.recognizer.is_ready(stream):
-            self.recognizer.decode_stream(stream)
-        result = self.recognizer.get_result(stream)
-        chars = chars_to_json(result)
-        cells = self._cell_column(stream.samples)
-
-        def mutate():
-            self._line_rows = list(remainder)
-            self._hypothesis = {"text": result.text, "chars": chars}
-            self._cells = [cells] if cells is not None else []
-
-        self._publish({"type": "update", "line": self._line_id, "first_sample": 0, "rows": list(remainder),
-                       "arrived_ms": time.time() * 1000.0, "text": result.text, "chars": chars, "cells": cells},
-                      mutate)
 
     def _clear(self) -> None:
-        self._assembler = StrokeRowAssembler()
-        self.stream.held_back = None  # nothing carries over into the cleared page
-        self.recognizer.reset(self.stream)
+        self.live.clear()
 
         def mutate():
             self.history = []
@@ -345,10 +319,7 @@ class RecognitionSession:
         self._publish({"type": "clear"}, mutate)
 
     def _on_source_ended(self) -> None:
-        rows = self._assembler.flush()
-        if rows:
-            self._feed(np.asarray(rows, dtype=np.float64), time.time() * 1000.0)
-        self._finish_line()
+        self.live.end_line()
 
         def mutate():
             self._source_state = "ended"
@@ -356,37 +327,27 @@ class RecognitionSession:
         self._publish({"type": "source", "state": "ended"}, mutate)
         self.source_ended.set()
 
-    def _drain_source_events(self) -> None:
-        events = getattr(self.source, "events", None)
-        if events is None:
-            return
-        while True:
-            try:
-                event = events.get_nowait()
-            except queue.Empty:
-                return
-            if event.state in ("disconnected", "stopped"):
-                rows = self._assembler.pen_lifted()  # the pen cannot still be down on a lost port
-                if rows:
-                    self._feed(np.asarray(rows, dtype=np.float64), time.time() * 1000.0)
+    def _on_event(self, event) -> None:
+        def mutate(state=event.state):
+            self._source_state = state
 
-            def mutate(state=event.state):
-                self._source_state = state
-
-            self._publish({"type": "source", "state": event.state, "detail": event.detail}, mutate)
+        self._publish({"type": "source", "state": event.state, "detail": event.detail}, mutate)
 
     def _publish_stats(self, now: float) -> None:
+        live = self.live
+        samples0, compute0, ink0 = self._win_base
         elapsed = max(now - self._win_start, 1e-6)
-        rtf = self._win_compute / self._win_ink if self._win_ink > 0 else None
+        ink = live.ink_seconds - ink0
+        rtf = (live.decode_seconds - compute0) / ink if ink > 0 else None
         message = {
             "type": "stats",
-            "samples_per_s": round(self._win_samples / elapsed, 1),
+            "samples_per_s": round((live.samples_received - samples0) / elapsed, 1),
             "rtf": None if rtf is None else round(rtf, 4),
             "serial_errors": _errors_to_json(self.source.errors),
-            "samples_total": self.samples_received,
+            "samples_total": live.samples_received,
             "source_state": self._source_state,
         }
-        self._win_start, self._win_samples, self._win_compute, self._win_ink = now, 0, 0.0, 0.0
+        self._win_start, self._win_base = now, (live.samples_received, live.decode_seconds, live.ink_seconds)
         self._publish(message)
 
 

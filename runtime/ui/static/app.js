@@ -105,7 +105,10 @@ function handleMessage(msg) {
   else if (msg.type === "final") onFinal(msg);
   else if (msg.type === "clear") onClear();
   else if (msg.type === "stats") onStats(msg);
-  else if (msg.type === "source") $("source-state").textContent = `source: ${msg.state}`;
+  else if (msg.type === "source") {
+    $("source-state").textContent = `source: ${msg.state}`;
+    if (msg.state === "failed") showError(`recognition stopped: ${msg.detail}`);
+  }
 }
 
 function onHello(msg) {
@@ -123,6 +126,7 @@ function onHello(msg) {
   app.highlight = null;
   $("source-name").textContent = msg.source;
   $("source-state").textContent = `source: ${s.source_state}`;
+  if (msg.failure) showError(msg.failure);
   const m = msg.model;
   $("model-info").textContent = `model: ${m.layers}×${m.hidden} LSTM` + (m.val_cer ? `, validation CER ${m.val_cer}` : "");
   $("ink-canvas").classList.toggle("pen-input", app.penInput);

@@ -1,0 +1,232 @@
+"""Live recognition of one pen source: samples in, lines out.
+
+:class:`LiveRecognition` is the loop both ``inkstream recognize`` (terminal) and the web UI's
+session run, so their behaviour cannot drift. Each :meth:`~LiveRecognition.poll` reads what the
+source delivered, turns pen samples into ``x, y, t, pen_up_after`` rows
+(:class:`StrokeRowAssembler`), feeds one :class:`InkStream`, decodes, and ends the line at an
+endpoint:
+
+* a pen-up pause, measured on the source's clock: the newest sample's ``t`` (hover samples
+  count, they make no rows), plus the wall time since it arrived times ``clock_speed`` while
+  nothing arrives;
+* a line break (the writer went back left and down);
+* the source's time going backwards (a reconnected device, a reloaded page start their clock over);
+* a lost connection, the end of the source, or :meth:`~LiveRecognition.end_line`.
+
+Callers learn what happened through callbacks, called on the polling thread:
+``on_partial(rows)`` after ``rows`` (an ``(n, 4)`` array) went into the current line and were
+decoded; ``on_final(result, num_samples)`` when a line ended (its first ``num_samples`` rows were
+the line; later rows belong to the next line and come again in an ``on_partial`` right after);
+``on_event(event)`` for each connection change of a serial source.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from firmware_bridge.reader import DISCONNECTED, STOPPED, ReaderEvent
+from firmware_bridge.samples import ErrorCounters, PenSample, StrokeRowAssembler
+from firmware_bridge.sources import PenSource
+from runtime.recognizer import RecognitionResult, StreamingRecognizer
+
+__all__ = ["LiveRecognition", "load_points", "serial_error_count", "error_counts", "setup_error_message",
+           "GAP_BETWEEN_INKS_S"]
+
+GAP_BETWEEN_INKS_S = 2.5  # device seconds between replayed inks: longer than the default endpoint pause
+
+
+def serial_error_count(errors: ErrorCounters) -> int:
+    """Everything a decoder skipped or found missing: bad frames, lost frames, stray bytes."""
+    return errors.total_bad_frames() + errors.lost + errors.stray_bytes
+
+
+def error_counts(errors: ErrorCounters) -> dict:
+    """The non-zero counters by name (``extra`` ones included)."""
+    counts = {k: v for k, v in errors.__dict__.items() if k != "extra" and v}
+    counts.update({k: v for k, v in errors.extra.items() if v})
+    return counts
+
+
+def setup_error_message(exc: Exception) -> str:
+    """A bad model, spec or file as one line for the command line (a bare FileNotFoundError
+    from :func:`runtime.ink_io.read_ink_file` only names the path)."""
+    if isinstance(exc, FileNotFoundError) and not exc.strerror:
+        return f"{exc}: no such file or folder"
+    return str(exc)
+
+
+def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S) -> tuple:
+    """``file:`` loader for the bridge: every ink of ``path`` (:func:`runtime.ink_io.read_ink_file`),
+    one after the other, ``gap_s`` seconds apart; returns ``(points, units_per_mm)``."""
+    from runtime.ink_io import read_ink_file
+
+    inks = read_ink_file(path)
+    parts, t0 = [], 0.0
+    for ink in inks:
+        p = ink.to_points()
+        if not len(p):
+            continue
+        p[:, 2] += t0 - p[0, 2]
+        parts.append(p)
+        t0 = float(p[:, 2].max()) + gap_s
+    if not parts:
+        raise ValueError(f"{path}: no ink in the file")
+    upm = inks[0].units_per_mm
+    same = all(i.units_per_mm == upm or (math.isnan(i.units_per_mm) and math.isnan(upm)) for i in inks)
+    return np.concatenate(parts), (upm if same else math.nan)
+
+
+def _ignore(*_args) -> None:
+    pass
+
+
+class LiveRecognition:
+    """One pen source, one stream (see the module docstring). Not thread-safe: one thread polls.
+
+    ``clock_speed``: how much faster than the wall clock the source's time runs (a replay or an
+    emulator at ``--speed X``; a real pen: 1); too low only makes pauses end later.
+    """
+
+    def __init__(self, source: PenSource, recognizer: StreamingRecognizer, clock_speed: float = 1.0,
+                 on_partial: Callable[[np.ndarray], None] = _ignore,
+                 on_final: Callable[[RecognitionResult, int], None] = _ignore,
+                 on_event: Callable[[ReaderEvent], None] = _ignore):
+        if not clock_speed > 0:
+            raise ValueError(f"clock_speed must be > 0, got {clock_speed}")
+        self.source = source
+        self.recognizer = recognizer
+        self.clock_speed = clock_speed
+        self.on_partial, self.on_final, self.on_event = on_partial, on_final, on_event
+        self.stream = recognizer.create_stream()
+        self.assembler = StrokeRowAssembler()
+        self.samples_received = 0
+        self.rows_received = 0
+        self.lines = 0
+        self.decode_seconds = 0.0  # wall time spent decoding, and ink time decoded: the RTF
+        self.ink_seconds = 0.0
+        self.arrived_wall = time.time()  # wall clock when the newest samples were read
+        self._source_t: Optional[float] = None  # the newest sample's t, rows or not
+        self._arrival = time.monotonic()  # when that sample was read
+
+    # ---- the loop body ---------------------------------------------------------------------
+    def poll(self, timeout: float) -> list[PenSample]:
+        """Wait up to ``timeout`` for samples, recognise them, handle connection changes, and end
+        the line when the pen has paused long enough. Returns the samples read."""
+        samples = self.source.read(timeout=timeout)
+        if not samples:  # a read may come back empty late (a busy machine): is anything due now?
+            quiet_since = time.monotonic()
+            samples = self.source.read(timeout=0)
+        if samples:
+            self.accept(samples)
+        self._drain_events()
+        # Nothing was due at quiet_since, so the source's clock then is at least the estimate and
+        # below the next sample's time: the pause is never overestimated, whatever the load.
+        self.check_pause(None if samples else quiet_since)
+        return samples
+
+    def accept(self, samples: list[PenSample], arrived: Optional[float] = None) -> None:
+        """Recognise ``samples`` (read at monotonic time ``arrived``, default now)."""
+        if not samples:
+            return
+        self._arrival = time.monotonic() if arrived is None else arrived
+        self.arrived_wall = time.time()
+        self.samples_received += len(samples)
+        start, last = 0, self._source_t
+        for i, s in enumerate(samples):
+            if last is not None and s.t < last:  # the source's clock started over
+                self._take(samples[start:i])
+                self.end_line()
+                start = i
+            last = s.t
+        self._take(samples[start:])
+        self._source_t = last
+
+    def check_pause(self, wall: Optional[float] = None) -> None:
+        """End the line if the pen has been up for the endpoint pause at monotonic time ``wall``
+        (default: when the newest sample arrived, i.e. judge by its ``t`` alone)."""
+        stream = self.stream
+        if not stream.samples or stream.pen_up_since is None or self._source_t is None:
+            return
+        elapsed = 0.0 if wall is None else max(0.0, wall - self._arrival)
+        if self.recognizer.is_endpoint(stream, now=self._source_t + elapsed * self.clock_speed):
+            self.finish()
+
+    def end_line(self) -> None:
+        """No more samples for this line (source ended or lost, clock restarted, we stop): close an
+        open stroke and end every line still open."""
+        rows = self.assembler.pen_lifted()
+        if rows:
+            self._feed(np.asarray(rows, dtype=np.float64))
+        while self.stream.samples or self.stream.held_back is not None:
+            self.finish()
+
+    def finish(self) -> None:
+        """End the current line now (``on_final``) and start the next one."""
+        stream = self.stream
+        if not stream.samples and stream.held_back is None:
+            return
+        held = stream.held_back
+        stream.input_finished()
+        self._decode()
+        self.on_final(self.recognizer.get_result(stream), stream.samples)
+        self.lines += 1
+        self.recognizer.reset(stream)  # feeds back rows held for the next line, if any
+        if held is not None and len(held):
+            self._decode()
+            self.on_partial(held)
+            if stream.held_back is not None:  # the held rows hold another line break
+                self.finish()
+
+    def clear(self) -> None:
+        """Forget the current line, held-back rows and an open stroke; no ``on_final``."""
+        self.assembler = StrokeRowAssembler()
+        self.stream.held_back = None
+        self.recognizer.reset(self.stream)
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _take(self, samples: list[PenSample]) -> None:
+        rows = self.assembler.accept_many(samples)
+        if rows:
+            self._feed(np.asarray(rows, dtype=np.float64))
+
+    def _feed(self, rows: np.ndarray) -> None:
+        # A burst may hold a whole pause (a file replayed at once, a host that fell behind): cut it
+        # at every stroke start that follows a pause, so lines end as they would live.
+        pause = getattr(self.stream, "endpoint", self.recognizer.endpoint).pause_s  # the stream's own rules
+        cuts = [i for i in range(1, len(rows)) if rows[i - 1, 3] > 0.5 and rows[i, 2] - rows[i - 1, 2] >= pause]
+        for chunk in np.split(rows, cuts):
+            stream = self.stream
+            if self.recognizer.is_endpoint(stream, now=float(chunk[0, 2])):
+                self.finish()
+            prev_t = stream.last_t
+            stream.accept_samples(chunk)
+            self.rows_received += len(chunk)
+            if prev_t is not None:
+                self.ink_seconds += max(0.0, float(chunk[-1, 2]) - prev_t)
+            self._decode()
+            self.on_partial(chunk)
+            if stream.held_back is not None:  # the writer went to a new line
+                self.finish()
+
+    def _decode(self) -> None:
+        started = time.perf_counter()
+        while self.recognizer.is_ready(self.stream):
+            self.recognizer.decode_stream(self.stream)
+        self.decode_seconds += time.perf_counter() - started
+
+    def _drain_events(self) -> None:
+        events = getattr(self.source, "events", None)
+        while events is not None:
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                return
+            if event.state in (DISCONNECTED, STOPPED):
+                # the reader queued every sample (and a pen-left) before it reported the loss
+                self.accept(self.source.read(timeout=0))
+                self.end_line()  # the device's clock may start over when it comes back
+            self.on_event(event)
