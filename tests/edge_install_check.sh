@@ -80,4 +80,7 @@ for banned in ("torch", "onnx"):
     assert banned not in sys.modules, banned
 print("ok")
 EOF
+echo "== inkstream demo --no-ui (emulated tablet on a pty -> serial reader -> recognizer)"
+timeout 300 "$VENV/bin/inkstream" demo --no-ui --speed 20 "${MODEL_ARGS[@]}" > demo.out
+grep -q . demo.out && echo "ok $(wc -l < demo.out) lines"
 echo "edge install check passed"
