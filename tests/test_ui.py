@@ -255,7 +255,10 @@ def test_pen_input_refused_when_the_source_is_a_device(recognizer):
 
 def test_two_viewers_get_the_same_final_line_as_offline_recognition(recognizer):
     server = start_server(recognizer)
-    points = sample_points(0)
+    # one line without a pen-up pause longer than the endpoint pause (sample 0 has a 1.9 s pause
+    # between its words, which rightly ends a line there)
+    points = sample_points(2)
+    assert np.diff(points[:, 2]).max() < 1.0
 
     async def main():
         async with connect(ws_url(server)) as writer, connect(ws_url(server)) as viewer:
