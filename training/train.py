@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from runtime.alphabet import Alphabet
+from runtime.decoders import CtcGreedyDecoder
 from runtime.features import FeatureConfig
 from runtime.metrics import ErrorCounter
 from training.data import FeatureSet, collate, load_features, parse_source, plan_epoch
@@ -92,13 +93,14 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------------------------------
 def greedy_decode(log_probs: torch.Tensor, lengths, alphabet: Alphabet) -> list[str]:
-    """Best-path CTC decoding of a padded batch ``(B, T, C)``."""
-    best = log_probs.argmax(-1).cpu().numpy()
+    """Best-path CTC decoding of a padded batch ``(B, T, C)``, with the runtime's own decoder,
+    so validation during training decodes exactly as the device does."""
+    decoder = CtcGreedyDecoder(alphabet)
     out = []
-    for row, n in zip(best, lengths):
-        row = row[:int(n)]
-        keep = row[(row != alphabet.blank) & np.concatenate([[True], row[1:] != row[:-1]])]
-        out.append(alphabet.decode(keep.tolist()))
+    for row, n in zip(log_probs.detach().cpu().numpy(), lengths):
+        state = decoder.new_state()
+        decoder.accept(state, row[:int(n)])
+        out.append(decoder.result(state)[0])
     return out
 
 
