@@ -56,6 +56,30 @@ def test_loss_goes_down_on_the_fixture(tiny_run):
     assert losses[-1] < losses[0]
 
 
+def test_widening_preserves_the_function_and_init_grows_a_trained_model(tiny_run, tmp_path):
+    from training.model import ModelConfig, OnlineLSTMCTC, widen_state_dict
+
+    ckpt = torch.load(tiny_run / "best.pt", map_location="cpu", weights_only=False)
+    small_cfg = ModelConfig(**ckpt["model_config"])
+    small = OnlineLSTMCTC(small_cfg).eval()
+    small.load_state_dict(ckpt["model"])
+    wide = OnlineLSTMCTC(ModelConfig(**{**ckpt["model_config"], "hidden_size": 48})).eval()
+    wide.load_state_dict(widen_state_dict(wide, ckpt["model"], small_cfg))
+    x = torch.randn(2, 30, small_cfg.num_features, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(small(x)[0], wide(x)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="only hidden_size"):
+        widen_state_dict(OnlineLSTMCTC(ModelConfig(**{**ckpt["model_config"], "num_layers": 3})), ckpt["model"], small_cfg)
+
+    # through the command line: --init from the 32-unit run into a 48-unit model, then training on
+    r = _train(tmp_path / "wide", "--init", str(tiny_run / "best.pt"), "--max-steps", "5", "--eval-every", "5",
+               *("--hidden-size", "48"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "widened 32 -> 48" in r.stdout
+    grown = torch.load(tmp_path / "wide" / "last.pt", map_location="cpu", weights_only=False)
+    assert grown["model_config"]["hidden_size"] == 48 and grown["step"] == 5
+
+
 def test_killed_run_resumes_exactly(tmp_path):
     unbroken = tmp_path / "unbroken"
     r = _train(unbroken, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2")

@@ -81,3 +81,40 @@ class OnlineLSTMCTC(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def widen_state_dict(model: OnlineLSTMCTC, small_state: dict, small_config: ModelConfig) -> dict:
+    """A state dict for ``model`` (wider LSTM) that computes exactly what ``small_state`` computes.
+
+    Net2Net-style growth, so a trained model can continue training with more capacity instead of
+    starting over: every weight of the small model is copied into the matching slice of the wide
+    one (per LSTM gate); the new units keep ``model``'s fresh initialisation for their *incoming*
+    weights, and every weight *leaving* a new unit (recurrent, next layer, output) is zero. At the
+    start the new units therefore change nothing, and gradients reach them through those zero
+    weights. Only ``hidden_size`` may grow; everything else must match.
+    """
+    big = model.config
+    same = lambda mc: {k: v for k, v in asdict(mc).items() if k not in ("hidden_size", "dropout")}
+    if same(big) != same(small_config) or big.hidden_size < small_config.hidden_size:
+        raise ValueError(f"cannot widen {small_config} into {big}: only hidden_size may grow")
+    h0, h1 = small_config.hidden_size, big.hidden_size
+    out = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for name, small in small_state.items():
+        wide = out[name]
+        if name.startswith("lstm."):
+            # rows: 4 gates of h units each; columns: inputs (the previous layer's h beyond l0)
+            gates_small = small.reshape(4, h0, *small.shape[1:])
+            gates_wide = wide.reshape(4, h1, *wide.shape[1:])
+            if small.dim() == 1:
+                gates_wide[:, :h0] = gates_small
+            else:
+                hidden_input = "weight_hh" in name or not name.endswith("_l0")
+                if hidden_input:
+                    gates_wide[:, :, h0:] = 0.0  # nothing reads the new units yet
+                gates_wide[:, :h0, :small.shape[1]] = gates_small
+        elif name == "output.weight":
+            wide.zero_()
+            wide[:, :h0] = small
+        else:
+            wide.copy_(small)
+    return out

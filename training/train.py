@@ -32,7 +32,7 @@ from runtime.decoders import CtcGreedyDecoder
 from runtime.features import FeatureConfig
 from runtime.metrics import ErrorCounter
 from training.data import FeatureSet, collate, load_features, parse_source, plan_epoch
-from training.model import ModelConfig, OnlineLSTMCTC
+from training.model import ModelConfig, OnlineLSTMCTC, widen_state_dict
 
 CHECKPOINT_VERSION = 1
 
@@ -203,10 +203,18 @@ class Trainer:
         elif cfg.init:
             init = load_checkpoint(cfg.init)
             shape = lambda mc: {k: v for k, v in mc.items() if k != "dropout"}  # dropout may change between stages
-            if shape(init["model_config"]) != shape(asdict(self.mcfg)):
-                raise ValueError(f"--init {cfg.init}: its model {init['model_config']} differs from {asdict(self.mcfg)}")
-            self.model.load_state_dict(init["model"])
-            self._log(f"[init] weights from {cfg.init} (step {init['step']})")
+            init_cfg = ModelConfig(**init["model_config"])
+            if shape(init["model_config"]) == shape(asdict(self.mcfg)):
+                self.model.load_state_dict(init["model"])
+                self._log(f"[init] weights from {cfg.init} (step {init['step']})")
+            elif init_cfg.hidden_size < self.mcfg.hidden_size:
+                # a wider model grown from a trained smaller one, computing the same function at first
+                self.model.load_state_dict(widen_state_dict(self.model, init["model"], init_cfg))
+                self._log(f"[init] widened {init_cfg.hidden_size} -> {self.mcfg.hidden_size} units "
+                          f"from {cfg.init} (step {init['step']})")
+            else:
+                raise ValueError(f"--init {cfg.init}: its model {init['model_config']} differs from "
+                                 f"{asdict(self.mcfg)} (only a larger hidden_size can be grown into)")
 
         self._load_data()
 
