@@ -135,8 +135,10 @@ def run(args) -> int:
     if args.install:
         from runtime.model import default_model_path
 
+        if "int8" not in res:  # never leave a stale int8 copy beside a new float model
+            print("--install needs the int8 copy (drop --no-int8)", file=sys.stderr)
+            return 2
         shutil.copyfile(res["onnx"], default_model_path())
-        if "int8" in res:
-            shutil.copyfile(res["int8"], default_model_path(int8=True))
+        shutil.copyfile(res["int8"], default_model_path(int8=True))
         print(f"installed as {default_model_path()}")
     return 0

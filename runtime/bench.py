@@ -36,6 +36,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -233,6 +234,14 @@ def torch_step_us(model_path: str, repeats: int) -> tuple[Optional[float], Optio
     except ImportError:
         return None, None, "onnx not installed (needed to read the weights)"
     m = onnx.load(model_path)
+    note = f"torch {torch.__version__}, weights from the ONNX file"
+    sibling = Path(model_path).with_name(Path(model_path).name.replace(".int8", ""))
+    if any(n.op_type == "DynamicQuantizeLSTM" for n in m.graph.node) and sibling.exists():
+        # an int8 graph: torch runs the float weights it was quantized from (what a user of the
+        # training checkpoint would run); the parity check is against that float graph
+        model_path = str(sibling)
+        m = onnx.load(model_path)
+        note = f"torch {torch.__version__} float32, weights from {sibling.name} (this graph's float original)"
     init = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     nodes = list(m.graph.node)
     matmuls = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in init]
@@ -294,7 +303,7 @@ def torch_step_us(model_path: str, repeats: int) -> tuple[Optional[float], Optio
 
     for _ in range(10):
         step()
-    return _per_call_median(step, 100 * repeats) * 1e6, parity, f"torch {torch.__version__}, weights from the ONNX file"
+    return _per_call_median(step, 100 * repeats) * 1e6, parity, note
 
 
 def rerun_cost(rec: StreamingRecognizer, pts: np.ndarray, points: int = 30) -> float:
@@ -391,12 +400,7 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, log=print) 
     res["step_us_1frame"] = model_step_us(rec, 1, repeats)
     res["step_us_1frame_ort_values"] = ort_values_step_us(rec, repeats)
     res["ort_call_overhead_us"] = ort_call_overhead_us(repeats)
-    torch_us, parity, note = torch_step_us(rec.model.path, repeats)
-    res["torch_step_us_1frame"] = torch_us
-    res["torch_parity_max_abs_diff"] = parity
-    res["torch_note"] = note
-    res["ratio_vs_torch"] = torch_us / res["step_us_1frame"] if torch_us else None
-    stream_s = stream_cost(rec, pts, 1, repeats)
+    stream_s = res["per_sample_us_chunk1"] * len(pts) / 1e6  # streaming = one sample per call
     res["rerun_600_s"] = rerun_cost(rec, pts, 15 if quick else 30)
     res["stream_600_s"] = stream_s
     res["ratio_vs_rerun"] = res["rerun_600_s"] / stream_s
@@ -413,10 +417,20 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, log=print) 
         res["rtf_200hz_beam"] = None
         log(f"beam decoder unavailable: {exc}")
     res["rss_mb"] = rss_mb(model_path)
+    # last: importing torch starts its thread pool, which would disturb everything measured after it
+    torch_us, parity, note = torch_step_us(rec.model.path, repeats)
+    res["torch_step_us_1frame"] = torch_us
+    res["torch_parity_max_abs_diff"] = parity
+    res["torch_note"] = note
+    res["ratio_vs_torch"] = torch_us / res["step_us_1frame"] if torch_us else None
     f, o = res["floor_us_per_frame"], res["ort_call_overhead_us"]
     res["targets"] = {
+        # like with like: the floor converted to a pen sample (this model reads fewer frames than samples)
         "chunk1 <= floor*frames_per_sample + 2 call overheads": res["per_sample_us_chunk1"] <= f * fps + 2 * o,
-        "chunk4 within 2x of the floor per sample": res["per_sample_us_chunk4"] <= 2 * f * max(fps, 1e-9),
+        "chunk4 <= 2 x floor*frames_per_sample": res["per_sample_us_chunk4"] <= 2 * f * max(fps, 1e-9),
+        # the wording, which takes one frame per sample: the per-frame floor against a pen sample
+        "chunk1 <= floor per frame + 2 call overheads": res["per_sample_us_chunk1"] <= f + 2 * o,
+        "chunk4 <= 2 x floor per frame": res["per_sample_us_chunk4"] <= 2 * f,
         "rtf_200hz < 0.01": res["rtf_200hz"] < 0.01,
         "ratio_vs_rerun >= 100": res["ratio_vs_rerun"] >= 100,
         "per_stream_us_1 / per_stream_us_256 >= 5": res["per_stream_us_1"] / res["per_stream_us_256"] >= 5,

@@ -37,18 +37,17 @@ class CtcGreedyDecoder:
         return GreedyState(prev=self.alphabet.blank)
 
     def accept(self, state: GreedyState, log_probs: np.ndarray) -> None:
-        best = np.asarray(log_probs).argmax(axis=-1)
-        if len(best) == 0:
-            return
-        prevs = np.empty_like(best)
-        prevs[0] = state.prev
-        prevs[1:] = best[:-1]
-        new = np.flatnonzero((best != self.alphabet.blank) & (best != prevs))
-        if len(new):
-            state.ids.extend(best[new].tolist())
-            state.emissions.extend((new + state.frames).tolist())
-        state.prev = int(best[-1])
-        state.frames += len(best)
+        # one argmax in numpy, the merge in Python: streaming calls carry a frame or two, where
+        # numpy's per-call overhead would cost more than the loop
+        best = np.asarray(log_probs).argmax(axis=-1).tolist()
+        blank, prev, frame = self.alphabet.blank, state.prev, state.frames
+        for label in best:
+            if label != blank and label != prev:
+                state.ids.append(label)
+                state.emissions.append(frame)
+            prev = label
+            frame += 1
+        state.prev, state.frames = prev, frame
 
     def result(self, state: GreedyState):
         return self.alphabet.decode(state.ids), list(state.emissions)

@@ -290,10 +290,17 @@ class FeatureExtractor:
                 row = int(np.flatnonzero(~finite.all(axis=1))[0])
                 raise ValueError(
                     f"FeatureExtractor.accept: sample {self.samples_seen + row} has a non-finite value {pts[row].tolist()}")
+        return self.accept_rows(pts.tolist(), pts.shape[1] == 4, return_sources)
+
+    def accept_rows(self, rows: list, has_pen: bool = True, return_sources: bool = False):
+        """:meth:`accept` for rows already checked to be finite, as Python lists of floats.
+
+        The streaming runtime validates each chunk once and calls this, so a pen sample costs
+        no second round of numpy checks (that overhead dominates when samples come one by one).
+        """
         out: list = []
         src: list = []
-        has_pen = pts.shape[1] == 4
-        for row in pts.tolist():
+        for row in rows:
             t = row[2]
             if t < self._last_t:
                 self.time_repairs += 1
@@ -301,11 +308,16 @@ class FeatureExtractor:
                 self._last_t = t
             self._point(out, src, self.samples_seen, row[0], row[1], has_pen and row[3] > 0.5)
             self.samples_seen += 1
-        frames = np.array(out, dtype=np.float32).reshape(-1, NUM_FEATURES)
+        return self._frames(out, src, return_sources)
+
+    def _frames(self, out: list, src: list, return_sources: bool):
+        if out:
+            frames = np.array(out, dtype=np.float32)
+            sources = np.array(src, dtype=np.int64)
+        else:  # most single samples complete no frame: skip building arrays from nothing
+            frames, sources = np.zeros((0, NUM_FEATURES), np.float32), np.zeros(0, np.int64)
         self.frames_emitted += len(frames)
-        if return_sources:
-            return frames, np.array(src, dtype=np.int64)
-        return frames
+        return (frames, sources) if return_sources else frames
 
     def flush(self, return_sources: bool = False):
         """End of input: release held ink and close an unfinished stroke. Returns the last frames."""
@@ -319,11 +331,7 @@ class FeatureExtractor:
             self._in_stroke = False
             self._have_prev_stroke = True
             self._endx, self._endy = self._px, self._py
-        frames = np.array(out, dtype=np.float32).reshape(-1, NUM_FEATURES)
-        self.frames_emitted += len(frames)
-        if return_sources:
-            return frames, np.array(src, dtype=np.int64)
-        return frames
+        return self._frames(out, src, return_sources)
 
 
 def extract(points, config: FeatureConfig = FeatureConfig(), return_sources: bool = False):

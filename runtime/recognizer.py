@@ -96,6 +96,7 @@ class InkStream:
         self.decoder_state = rec.decoder.new_state()
         self.pending = np.zeros((0, NUM_FEATURES), np.float32)
         self.frame_samples: list = []  # per frame: index of the sample that completed it
+        self.alignment: list = []  # CharAlignment of the last result (reused by the next one)
         self.stroke_of_sample: list = []  # per sample: stroke index
         self.samples = 0
         self.frames_decoded = 0
@@ -123,9 +124,12 @@ class InkStream:
             raise ValueError(f"accept_samples expects (n, 4) x, y, t, pen_up_after; got shape {pts.shape}")
         if len(pts) == 0:
             return
-        finite = np.isfinite(pts).all(axis=1)
-        if not finite.all():  # checked before anything is kept, held-back rows included
-            row = int(np.flatnonzero(~finite)[0])
+        rows = pts.tolist()
+        # one finiteness check per chunk; for the usual one or two samples plain Python is cheaper
+        finite = all(map(math.isfinite, rows[0] + rows[-1])) and (
+            len(rows) <= 2 or bool(np.isfinite(pts).all()))
+        if not finite:  # checked before anything is kept, held-back rows included
+            row = int(np.flatnonzero(~np.isfinite(pts).all(axis=1))[0])
             held = 0 if self.held_back is None else len(self.held_back)
             raise ValueError(f"accept_samples: sample {self.samples + held + row} has a non-finite value "
                              f"{pts[row].tolist()}")
@@ -133,17 +137,19 @@ class InkStream:
             self.held_back = np.concatenate([self.held_back, pts])
             return
         if not self.endpoint.line_break:
-            self._accept(pts)
+            self._accept(rows)
             return
         # the line-break rule is evaluated at every stroke start with the state as it is there, so
         # any chunking of the input gives the same lines
-        starts = np.flatnonzero(pts[:-1, 3] > 0.5) + 1
-        bounds = [0] + starts.tolist() + [len(pts)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            if (a > 0 or not self._stroke_open) and self._starts_new_line(pts[a, 0], pts[a, 1]):
+        a = 0
+        for b in range(1, len(rows) + 1):
+            if b < len(rows) and rows[b - 1][3] <= 0.5:
+                continue  # b is not a stroke start (nor the end of the chunk)
+            if (a > 0 or not self._stroke_open) and self._starts_new_line(rows[a][0], rows[a][1]):
                 self.held_back = pts[a:].copy()
                 return
-            self._accept(pts[a:b])
+            self._accept(rows[a:b])
+            a = b
 
     def _starts_new_line(self, x: float, y: float) -> bool:
         """Does a stroke starting at ``(x, y)`` begin a new line: far left of where the line has
@@ -155,18 +161,23 @@ class InkStream:
         cfg = self.endpoint
         return self._max_x - x > cfg.newline_dx * scale and y - f._s1 / f._w > cfg.newline_dy * scale
 
-    def _accept(self, pts: np.ndarray) -> None:
-        frames, sources = self.features.accept(pts, return_sources=True)
-        ends = (pts[:, 3] > 0.5).tolist()  # python bools: this loop runs per pen sample
-        for e in ends:
-            self.stroke_of_sample.append(self._stroke)
-            if e:
-                self._stroke += 1
-        self._stroke_open = not ends[-1]
-        self._max_x = max(self._max_x, float(pts[:, 0].max()))
-        self.samples += len(pts)
-        self.last_t = float(pts[-1, 2])
-        self.pen_up_since = self.last_t if ends[-1] else None
+    def _accept(self, rows: list) -> None:
+        """Feed validated rows (Python lists ``x, y, t, pen_up_after``); plain Python on purpose:
+        this runs for every pen sample and numpy's per-call overhead would dominate."""
+        frames, sources = self.features.accept_rows(rows, True, return_sources=True)
+        stroke, max_x, of_sample = self._stroke, self._max_x, self.stroke_of_sample
+        for x, _, _, up in rows:
+            of_sample.append(stroke)
+            if up > 0.5:
+                stroke += 1
+            if x > max_x:
+                max_x = x
+        self._stroke, self._max_x = stroke, max_x
+        last = rows[-1]
+        self._stroke_open = not last[3] > 0.5
+        self.samples += len(rows)
+        self.last_t = last[2]
+        self.pen_up_since = self.last_t if last[3] > 0.5 else None
         self._push(frames, sources)
 
     def _push(self, frames, sources) -> None:
@@ -240,11 +251,22 @@ class StreamingRecognizer:
                                  stream.frames_decoded)
 
     def _align(self, stream: InkStream, text: str, emissions: list) -> tuple:
-        """Map each emitted character to the samples between the previous emission and its own."""
-        out = []
+        """Map each emitted character to the samples between the previous emission and its own.
+
+        Incremental: the characters whose (char, frame) pair is unchanged since the last call keep
+        their alignment (the frames behind them are final), so asking for the result after every
+        burst costs the new characters only, not the whole line again.
+        """
+        out = stream.alignment
+        keep = 0
+        for a, ch, f in zip(out, text, emissions):
+            if a.char != ch or a.frame != f:
+                break
+            keep += 1
+        del out[keep:]
         fs = stream.frame_samples
-        prev_sample = 0
-        for ch, f in zip(text, emissions):
+        prev_sample = out[-1].sample_end if out else 0
+        for ch, f in zip(text[keep:], emissions[keep:]):
             end = fs[min(f, len(fs) - 1)] + 1 if fs else 0
             start = min(prev_sample, end)
             strokes = tuple(sorted(set(stream.stroke_of_sample[start:end]))) if end > start else ()
