@@ -30,21 +30,11 @@ NO_ENDPOINTS = EndpointConfig(pause_s=1e9, line_break=False)
 
 def iter_eval_samples(path, forms=None, split: Optional[str] = None) -> Iterator[tuple]:
     """``(points, text, id)`` of a corpus npz (optionally only its ``split``) or an IAM-OnDB root."""
-    from runtime.ink import load_corpus
     from runtime.ink_io import iter_corpus_samples
 
-    p = Path(path)
-    if p.is_file() and p.suffix.lower() == ".npz":
-        if forms is not None:
-            raise ValueError(f"{p}: --forms filters an IAM-OnDB root, not a corpus npz")
-        corpus = load_corpus(p)
-        if split is not None and corpus.field("split") is None:
-            # files without a split array are a split themselves (e.g. iamondb/val.npz)
-            split = None
-        for i in corpus.select(split):
-            yield corpus.points(int(i)), str(corpus.texts[i]), str(corpus.ids[i])
-        return
-    yield from iter_corpus_samples(p, forms=forms)
+    if forms is not None and Path(path).suffix.lower() == ".npz":
+        raise ValueError(f"{path}: --forms filters an IAM-OnDB root, not a corpus npz")
+    yield from iter_corpus_samples(path, forms=forms, split=split)
 
 
 def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int = 2) -> str:

@@ -82,20 +82,25 @@ def read_ink_file(path: PathLike, forms: FormsArg = None) -> list[Ink]:
     raise InkFormatError(f"{p}: unknown ink file type {p.suffix!r} (expected .npz, .inkml, .xml or an IAM-OnDB folder)")
 
 
-def iter_corpus_samples(path: PathLike, forms: FormsArg = None) -> Iterator[tuple[np.ndarray, Optional[str], str]]:
+def iter_corpus_samples(path: PathLike, forms: FormsArg = None,
+                        split: Optional[str] = None) -> Iterator[tuple[np.ndarray, Optional[str], str]]:
     """Yield ``(points, text, id)`` for every sample of a corpus ``.npz`` or an IAM-OnDB root.
 
     ``points`` is an ``(N, 4)`` float32 array ``x, y, t, pen_up_after`` (for an npz a view
     into the corpus's array: copy before changing it). ``forms`` filters an IAM-OnDB root by
-    form id (a split list file or ids). Any other path is read with :func:`read_ink_file`.
+    form id (a split list file or ids). ``split`` keeps the samples of one split of an npz that
+    carries a ``split`` array (UNIPEN); a file without one is a split itself (``iamondb/val.npz``)
+    and is read whole. Any other path is read with :func:`read_ink_file`.
     """
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".npz":
         if forms is not None:
             raise ValueError(f"{p}: forms= filters an IAM-OnDB root, not a corpus npz")
         corpus = load_corpus(p)
-        for i in range(len(corpus)):
-            yield corpus.points(i), str(corpus.texts[i]), str(corpus.ids[i])
+        if split is not None and corpus.field("split") is None:
+            split = None
+        for i in corpus.select(split):
+            yield corpus.points(int(i)), str(corpus.texts[i]), str(corpus.ids[i])
         return
     for ink in read_ink_file(p, forms=forms):
         yield ink.to_points().astype(np.float32), ink.text, ink.id
