@@ -44,6 +44,15 @@ class Alphabet:
         except KeyError as exc:
             raise ValueError(f"character {exc.args[0]!r} is not in the alphabet") from None
 
+    @property
+    def _symbols(self) -> tuple:
+        # id -> string, "" for the blank: decode is one C-level join, it runs on every result
+        table = self.__dict__.get("_sym")
+        if table is None:
+            table = ("",) + tuple(self.chars)
+            object.__setattr__(self, "_sym", table)
+        return table
+
     def decode(self, ids) -> str:
         """Characters of ``ids`` (blanks skipped; no CTC collapsing here)."""
-        return "".join(self.chars[i - 1] for i in ids if i != self.blank)
+        return "".join(map(self._symbols.__getitem__, ids))

@@ -97,6 +97,8 @@ class InkStream:
         self.pending = np.zeros((0, NUM_FEATURES), np.float32)
         self.frame_samples: list = []  # per frame: index of the sample that completed it
         self.alignment: list = []  # CharAlignment of the last result (reused by the next one)
+        self.aligned_for: Optional[tuple] = None  # (text, emissions) that alignment is for
+        self.aligned: tuple = ()
         self.stroke_of_sample: list = []  # per sample: stroke index
         self.samples = 0
         self.frames_decoded = 0
@@ -257,6 +259,8 @@ class StreamingRecognizer:
         their alignment (the frames behind them are final), so asking for the result after every
         burst costs the new characters only, not the whole line again.
         """
+        if stream.aligned_for == (text, emissions):  # nothing new since the last result
+            return stream.aligned
         out = stream.alignment
         keep = 0
         for a, ch, f in zip(out, text, emissions):
@@ -272,7 +276,8 @@ class StreamingRecognizer:
             strokes = tuple(sorted(set(stream.stroke_of_sample[start:end]))) if end > start else ()
             out.append(CharAlignment(ch, int(f), int(start), int(end), strokes))
             prev_sample = end
-        return tuple(out)
+        stream.aligned_for, stream.aligned = (text, emissions), tuple(out)
+        return stream.aligned
 
     def is_endpoint(self, stream: InkStream, now: Optional[float] = None) -> bool:
         """True when the current line is over: input finished, a line break, or a long pen-up pause.
