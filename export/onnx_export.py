@@ -126,6 +126,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     out = args.out or str(Path(args.checkpoint).parent)
+    if args.install and not args.int8:  # the runtime ships both: never leave a stale int8 copy
+        print("inkstream export: --install needs the int8 copy (drop --no-int8)", file=sys.stderr)
+        return 2
     res = export_checkpoint(args.checkpoint, out, int8=args.int8, opset=args.opset)
     for k, v in res.items():
         print(f"{k}: {v}")
@@ -135,9 +138,6 @@ def run(args) -> int:
     if args.install:
         from runtime.model import default_model_path
 
-        if "int8" not in res:  # never leave a stale int8 copy beside a new float model
-            print("--install needs the int8 copy (drop --no-int8)", file=sys.stderr)
-            return 2
         shutil.copyfile(res["onnx"], default_model_path())
         shutil.copyfile(res["int8"], default_model_path(int8=True))
         print(f"installed as {default_model_path()}")

@@ -452,8 +452,8 @@ def _report(res: dict, log=print) -> None:
     log(f"model step, 1 frame: {res['step_us_1frame']:.1f} us with numpy states"
         + (f", {ov:.1f} us with OrtValue states" if ov else ""))
     if res["ratio_vs_torch"]:
-        log(f"torch eager step: {res['torch_step_us_1frame']:.1f} us -> ONNX is {res['ratio_vs_torch']:.1f}x faster "
-            f"(parity {res['torch_parity_max_abs_diff']:.1e})")
+        log(f"torch eager step: {res['torch_step_us_1frame']:.1f} us -> this ONNX model is {res['ratio_vs_torch']:.1f}x "
+            f"faster (parity {res['torch_parity_max_abs_diff']:.1e}; {res['torch_note']})")
     else:
         log(f"torch comparison skipped: {res['torch_note']}")
     log(f"re-run from scratch per point over {res['pen_samples']} points: {res['rerun_600_s']:.2f} s vs streaming "

@@ -89,7 +89,8 @@ def widen_state_dict(model: OnlineLSTMCTC, small_state: dict, small_config: Mode
     Net2Net-style growth, so a trained model can continue training with more capacity instead of
     starting over: every weight of the small model is copied into the matching slice of the wide
     one (per LSTM gate); the new units keep ``model``'s fresh initialisation for their *incoming*
-    weights, and every weight *leaving* a new unit (recurrent, next layer, output) is zero. At the
+    weights from the input and the old units, and every weight *leaving* a new unit (recurrent, new
+    units included, next layer, output) is zero. At the
     start the new units therefore change nothing, and gradients reach them through those zero
     weights. Only ``hidden_size`` may grow; everything else must match.
     """
@@ -99,6 +100,9 @@ def widen_state_dict(model: OnlineLSTMCTC, small_state: dict, small_config: Mode
         raise ValueError(f"cannot widen {small_config} into {big}: only hidden_size may grow")
     h0, h1 = small_config.hidden_size, big.hidden_size
     out = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    unknown = sorted(set(small_state) - set(out))
+    if unknown:
+        raise ValueError(f"cannot widen: the checkpoint has parameters this model lacks: {unknown}")
     for name, small in small_state.items():
         wide = out[name]
         if name.startswith("lstm."):

@@ -147,9 +147,22 @@ function onUpdate(msg) {
   app.chars = msg.chars;
   if (msg.cells) app.cells.push(msg.cells);
   $("pen-hint").hidden = true;
-  renderLive();
-  requestAnimationFrame(() => {  // painted: measure sample-to-screen latency
-    const latency = Date.now() + app.clockOffsetMs - msg.arrived_ms;
+  scheduleLiveRender(msg.arrived_ms);
+}
+
+// Updates can arrive faster than the screen refreshes (a fast pen, a replay, a slow device);
+// drawing each one would let the page fall behind the pen. Draw at most once per frame, the
+// newest state, and measure the latency of the newest samples drawn.
+let livePending = false;
+let newestArrivedMs = null;
+function scheduleLiveRender(arrivedMs) {
+  newestArrivedMs = arrivedMs;
+  if (livePending) return;
+  livePending = true;
+  requestAnimationFrame(() => {
+    livePending = false;
+    renderLive();
+    const latency = Date.now() + app.clockOffsetMs - newestArrivedMs;
     app.latencyMs = app.latencyMs === null ? latency : 0.8 * app.latencyMs + 0.2 * latency;
     $("stat-latency").textContent = Math.max(0, app.latencyMs).toFixed(0);
   });
