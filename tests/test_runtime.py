@@ -360,6 +360,17 @@ def test_torch_twin_of_the_onnx_model_matches_it():
     assert us is not None and parity < 1e-4, note
 
 
+def test_graph_bench_rebuilds_the_model_as_a_scan_that_computes_the_same():
+    pytest.importorskip("onnx")
+    from export.bench_graphs import run_bench
+
+    lines = []
+    res = run_bench(MODEL or str(default_model_path()), log=lines.append)
+    assert res["scan_parity"] < 1e-4
+    assert set(res[1]) >= {"lstm-op", "scan-matmul"} and all(v > 0 for v in res[64].values())
+    assert len(lines) == 4
+
+
 def test_edge_modules_do_not_import_torch_or_onnx():
     """Every module of the edge install (runtime.*, firmware_bridge.*), imported in a fresh process."""
     code = ("import importlib, pkgutil, sys, runtime, firmware_bridge\n"
