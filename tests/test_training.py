@@ -80,6 +80,22 @@ def test_widening_preserves_the_function_and_init_grows_a_trained_model(tiny_run
     assert grown["model_config"]["hidden_size"] == 48 and grown["step"] == 5
 
 
+def test_learning_rate_schedules():
+    from training.train import TrainConfig, learning_rate
+
+    cos = TrainConfig(train=("npz:x.npz",), schedule="cosine", lr=1e-3, min_lr=1e-5, warmup_steps=10, max_steps=110)
+    lrs = [learning_rate(cos, s) for s in range(111)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # warm-up
+    assert lrs[60] == pytest.approx((1e-3 + 1e-5) / 2)  # half way down
+    assert lrs[110] == pytest.approx(1e-5) and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    plateau = TrainConfig(train=("npz:x.npz",), lr=1e-3, min_lr=1e-5, warmup_steps=10)
+    assert learning_rate(plateau, 500) == pytest.approx(1e-3)
+    assert learning_rate(plateau, 500, lr_scale=0.25) == pytest.approx(2.5e-4)
+    assert learning_rate(plateau, 500, lr_scale=1e-6) == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(train=("npz:x.npz",), schedule="linear")
+
+
 def test_killed_run_resumes_exactly(tmp_path):
     unbroken = tmp_path / "unbroken"
     r = _train(unbroken, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2")

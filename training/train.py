@@ -60,6 +60,9 @@ class TrainConfig:
     min_lr: float = 5e-5
     weight_decay: float = 1e-2
     warmup_steps: int = 200
+    # "plateau": halve the rate after `patience` validations without improvement; "cosine": anneal
+    # from lr to min_lr over max_steps (after the warm-up), a fixed schedule that resumes exactly
+    schedule: str = "plateau"
     grad_clip: float = 5.0
     input_noise: float = 0.03  # std of Gaussian noise on the continuous features
     max_batch_frames: int = 8000
@@ -83,6 +86,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}")
         if not self.train:
             raise ValueError("TrainConfig.train: name at least one data source")
+        if self.schedule not in ("plateau", "cosine"):
+            raise ValueError(f"TrainConfig.schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
         for s in self.train + self.val:
             parse_source(s)
 
@@ -92,6 +97,17 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------
+def learning_rate(cfg: TrainConfig, step: int, lr_scale: float = 1.0) -> float:
+    """The learning rate at update ``step``: linear warm-up, then ``cfg.schedule``, never below
+    ``min_lr``. ``lr_scale`` is the plateau schedule's running factor (halved on plateaus)."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.schedule == "cosine":
+        progress = min(1.0, max(0, step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        lr = cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return max(cfg.min_lr, lr * warm)
+    return max(cfg.min_lr, cfg.lr * lr_scale * warm)
+
+
 def greedy_decode(log_probs: torch.Tensor, lengths, alphabet: Alphabet) -> list[str]:
     """Best-path CTC decoding of a padded batch ``(B, T, C)``, with the runtime's own decoder,
     so validation during training decodes exactly as the device does."""
@@ -310,8 +326,7 @@ class Trainer:
 
     # ---- steps --------------------------------------------------------------------------
     def _lr(self) -> float:
-        warm = min(1.0, (self.step + 1) / max(1, self.cfg.warmup_steps))
-        return max(self.cfg.min_lr, self.cfg.lr * self.lr_scale * warm)
+        return learning_rate(self.cfg, self.step, self.lr_scale)
 
     def train_step(self, batch) -> tuple[float, int]:
         x, x_lens, targets, t_lens, _ = collate(self.train_sets, batch)
@@ -427,7 +442,7 @@ class Trainer:
                 self.save("best.pt")
             else:
                 self.bad_evals += 1
-                if self.bad_evals % self.cfg.patience == 0:
+                if self.cfg.schedule == "plateau" and self.bad_evals % self.cfg.patience == 0:
                     self.lr_scale *= 0.5
                 stop = self.bad_evals >= self.cfg.early_stop
             plot_curves(metrics_path, self.out / "curves.png")
