@@ -26,21 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-
-def _lstm_layers(model):
-    """``[(W, R, B)]`` per LSTM node (ONNX gate order i, o, f, c) and the proj/output weights."""
-    from onnx import numpy_helper
-
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    nodes = list(model.graph.node)
-    lstms = [n for n in nodes if n.op_type == "LSTM"]
-    matmuls = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in init]
-    adds = [n for n in nodes if n.op_type == "Add" and any(i in init for i in n.input)]
-    if not lstms or len(matmuls) != 2 or len(adds) != 2:
-        raise ValueError("expected the exported shape: input projection -> LSTM layers -> linear output")
-    bias = lambda add: next(init[i] for i in add.input if i in init)
-    layers = [tuple(init[n.input[j]][0] for j in (1, 2, 3)) for n in lstms]
-    return layers, (init[matmuls[0].input[1]], bias(adds[0])), (init[matmuls[1].input[1]], bias(adds[1]))
+from runtime.bench import exported_weights
 
 
 def scan_matmul_graph(model_path: str):
@@ -50,7 +36,7 @@ def scan_matmul_graph(model_path: str):
     from onnx import helper as oh
     from onnx import numpy_helper as nh
 
-    layers, (w_in, b_in), (w_out, b_out) = _lstm_layers(onnx.load(model_path))
+    layers, (w_in, b_in), (w_out, b_out) = exported_weights(onnx.load(model_path))
     num_layers, hidden, proj = len(layers), layers[0][1].shape[1], w_in.shape[1]
     body_nodes, body_inits, hs, cs = [], [nh.from_array(np.array([0], np.int64), "axis0")], [], []
     x = "x_t"

@@ -219,6 +219,29 @@ def ort_values_step_us(rec: StreamingRecognizer, repeats: int) -> Optional[float
     return _per_call_median(step, 100 * repeats) * 1e6
 
 
+def exported_weights(model) -> tuple[list, tuple, tuple]:
+    """The weights of an exported float graph (an ``onnx.ModelProto``): ``([(W, R, B)] per LSTM
+    layer in ONNX gate order i, o, f, c, (w_in, b_in), (w_out, b_out))``.
+
+    Raises ValueError when the graph is not the exporter's input projection -> LSTMs -> linear.
+    """
+    from onnx import numpy_helper
+
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = list(model.graph.node)
+    matmuls = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in init]
+    adds = [n for n in nodes if n.op_type == "Add" and any(i in init for i in n.input)]
+    lstms = [n for n in nodes if n.op_type == "LSTM"]
+    if len(matmuls) != 2 or len(adds) != 2 or not lstms:
+        raise ValueError("ONNX graph is not the expected proj -> LSTMs -> linear shape")
+
+    def bias(add):
+        return next(init[i] for i in add.input if i in init)
+
+    layers = [tuple(init[n.input[j]][0] for j in (1, 2, 3)) for n in lstms]
+    return layers, (init[matmuls[0].input[1]], bias(adds[0])), (init[matmuls[1].input[1]], bias(adds[1]))
+
+
 def torch_step_us(model_path: str, repeats: int) -> tuple[Optional[float], Optional[float], str]:
     """Torch eager one-frame step of the ONNX file's own weights: ``(us, parity, note)``.
 
@@ -230,7 +253,6 @@ def torch_step_us(model_path: str, repeats: int) -> tuple[Optional[float], Optio
         return None, None, "torch not installed"
     try:
         import onnx
-        from onnx import numpy_helper
     except ImportError:
         return None, None, "onnx not installed (needed to read the weights)"
     m = onnx.load(model_path)
@@ -242,35 +264,26 @@ def torch_step_us(model_path: str, repeats: int) -> tuple[Optional[float], Optio
         model_path = str(sibling)
         m = onnx.load(model_path)
         note = f"torch {torch.__version__} float32, weights from {sibling.name} (this graph's float original)"
-    init = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    nodes = list(m.graph.node)
-    matmuls = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in init]
-    adds = [n for n in nodes if n.op_type == "Add" and any(i in init for i in n.input)]
-    lstms = [n for n in nodes if n.op_type == "LSTM"]
-    if len(matmuls) != 2 or len(adds) != 2 or not lstms:
-        return None, None, "ONNX graph is not the expected proj -> LSTMs -> linear shape"
-
-    def bias(add):
-        return next(init[i] for i in add.input if i in init)
+    try:
+        layers, (w_in, b_in), (w_out, b_out) = exported_weights(m)
+    except ValueError as exc:
+        return None, None, str(exc)
 
     def iofc_to_ifgo(w):  # ONNX gate order i, o, f, c; torch i, f, g(c), o
         i, o, f, c = np.split(w, 4, axis=0)
         return np.concatenate([i, f, c, o], axis=0)
 
-    hidden = init[lstms[0].input[2]].shape[-1]
-    w_in, b_in = init[matmuls[0].input[1]], bias(adds[0])
-    w_out, b_out = init[matmuls[1].input[1]], bias(adds[1])
+    hidden = layers[0][1].shape[-1]
     torch.set_num_threads(1)
     proj = torch.nn.Linear(w_in.shape[0], w_in.shape[1])
-    lstm = torch.nn.LSTM(w_in.shape[1], hidden, num_layers=len(lstms), batch_first=True)
+    lstm = torch.nn.LSTM(w_in.shape[1], hidden, num_layers=len(layers), batch_first=True)
     out = torch.nn.Linear(w_out.shape[0], w_out.shape[1])
     with torch.no_grad():
         proj.weight.copy_(torch.from_numpy(w_in.T.copy()))
         proj.bias.copy_(torch.from_numpy(np.array(b_in)))
         out.weight.copy_(torch.from_numpy(w_out.T.copy()))
         out.bias.copy_(torch.from_numpy(np.array(b_out)))
-        for k, node in enumerate(lstms):
-            w, r, b = (init[node.input[j]][0] for j in (1, 2, 3))
+        for k, (w, r, b) in enumerate(layers):
             getattr(lstm, f"weight_ih_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(w)))
             getattr(lstm, f"weight_hh_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(r)))
             getattr(lstm, f"bias_ih_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(b[:4 * hidden])))
@@ -288,13 +301,13 @@ def torch_step_us(model_path: str, repeats: int) -> tuple[Optional[float], Optio
     sess = ort.InferenceSession(model_path, session_options(), providers=["CPUExecutionProvider"])
     nf = w_in.shape[0]
     x = np.random.default_rng(1).standard_normal((1, 8, nf)).astype(np.float32)
-    z = np.zeros((len(lstms), 1, hidden), np.float32)
+    z = np.zeros((len(layers), 1, hidden), np.float32)
     ref = sess.run(None, {"x": x, "h": z, "c": z})[0]
     with torch.no_grad():
         got = forward(torch.from_numpy(x), torch.from_numpy(z), torch.from_numpy(z))[0].numpy()
     parity = float(np.abs(ref - got).max())
     xs = torch.zeros(1, 1, nf)
-    state = [torch.zeros(len(lstms), 1, hidden), torch.zeros(len(lstms), 1, hidden)]
+    state = [torch.zeros(len(layers), 1, hidden), torch.zeros(len(layers), 1, hidden)]
 
     def step():
         with torch.no_grad():
