@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -26,15 +25,6 @@ from runtime.metrics import ErrorCounter
 from runtime.recognizer import EndpointConfig, StreamingRecognizer
 
 NO_ENDPOINTS = EndpointConfig(pause_s=1e9, line_break=False)
-
-
-def iter_eval_samples(path, forms=None, split: Optional[str] = None) -> Iterator[tuple]:
-    """``(points, text, id)`` of a corpus npz (optionally only its ``split``) or an IAM-OnDB root."""
-    from runtime.ink_io import iter_corpus_samples
-
-    if forms is not None and Path(path).suffix.lower() == ".npz":
-        raise ValueError(f"{path}: --forms filters an IAM-OnDB root, not a corpus npz")
-    yield from iter_corpus_samples(path, forms=forms, split=split)
 
 
 def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int = 2) -> str:
@@ -61,12 +51,14 @@ def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int
 def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional[int] = None, forms=None,
              split: Optional[str] = None, on_sample=None) -> dict:
     """Run every sample of ``datasets`` (paths) through ``rec``; returns the figures as a dict."""
+    from runtime.ink_io import iter_corpus_samples  # the readers load only when evaluating
+
     counter = ErrorCounter()
     pen_samples = 0
     ink_seconds = 0.0
     busy = 0.0
     for path in datasets:
-        for n, (points, text, sample_id) in enumerate(iter_eval_samples(path, forms, split)):
+        for n, (points, text, sample_id) in enumerate(iter_corpus_samples(path, forms=forms, split=split)):
             if limit is not None and n >= limit:
                 break
             points = np.ascontiguousarray(points, dtype=np.float64)

@@ -95,7 +95,7 @@ def iter_corpus_samples(path: PathLike, forms: FormsArg = None,
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".npz":
         if forms is not None:
-            raise ValueError(f"{p}: forms= filters an IAM-OnDB root, not a corpus npz")
+            raise ValueError(f"{p}: forms (--forms) filter an IAM-OnDB root, not a corpus npz")
         corpus = load_corpus(p)
         if split is not None and corpus.field("split") is None:
             split = None
