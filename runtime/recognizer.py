@@ -96,9 +96,8 @@ class InkStream:
         self.decoder_state = rec.decoder.new_state()
         self.pending = np.zeros((0, NUM_FEATURES), np.float32)
         self.frame_samples: list = []  # per frame: index of the sample that completed it
-        self.alignment: list = []  # CharAlignment of the last result (reused by the next one)
+        self.alignment: tuple = ()  # CharAlignment of the last result (reused by the next one)
         self.aligned_for: Optional[tuple] = None  # (text, emissions) that alignment is for
-        self.aligned: tuple = ()
         self.stroke_of_sample: list = []  # per sample: stroke index
         self.samples = 0
         self.frames_decoded = 0
@@ -260,14 +259,13 @@ class StreamingRecognizer:
         burst costs the new characters only, not the whole line again.
         """
         if stream.aligned_for == (text, emissions):  # nothing new since the last result
-            return stream.aligned
-        out = stream.alignment
+            return stream.alignment
         keep = 0
-        for a, ch, f in zip(out, text, emissions):
+        for a, ch, f in zip(stream.alignment, text, emissions):
             if a.char != ch or a.frame != f:
                 break
             keep += 1
-        del out[keep:]
+        out = list(stream.alignment[:keep])
         fs = stream.frame_samples
         prev_sample = out[-1].sample_end if out else 0
         for ch, f in zip(text[keep:], emissions[keep:]):
@@ -276,8 +274,8 @@ class StreamingRecognizer:
             strokes = tuple(sorted(set(stream.stroke_of_sample[start:end]))) if end > start else ()
             out.append(CharAlignment(ch, int(f), int(start), int(end), strokes))
             prev_sample = end
-        stream.aligned_for, stream.aligned = (text, emissions), tuple(out)
-        return stream.aligned
+        stream.aligned_for, stream.alignment = (text, emissions), tuple(out)
+        return stream.alignment
 
     def is_endpoint(self, stream: InkStream, now: Optional[float] = None) -> bool:
         """True when the current line is over: input finished, a line break, or a long pen-up pause.
