@@ -98,14 +98,16 @@ def test_learning_rate_schedules():
 
 def test_killed_run_resumes_exactly(tmp_path):
     unbroken = tmp_path / "unbroken"
-    r = _train(unbroken, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2")
+    # augmentation on: its random draws are part of the state a resume must restore
+    aug = ("--augment-shear", "0.3", "--augment-stretch", "0.2")
+    r = _train(unbroken, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2", *aug)
     assert r.returncode == 0, r.stderr[-2000:]
 
     broken = tmp_path / "broken"
     # the killed run is told to go on much longer, so it cannot finish before the kill; the
     # resumed run stops at 24 like the unbroken one (max_steps changes nothing else)
     cmd = [sys.executable, "-m", "runtime.cli", "train", "--out", str(broken), "--cache-dir", str(broken / "cache"),
-           *TINY, "--max-steps", "100000", "--eval-every", "12", "--ckpt-every", "2"]
+           *TINY, "--max-steps", "100000", "--eval-every", "12", "--ckpt-every", "2", *aug]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     killed_at = None
@@ -124,7 +126,7 @@ def test_killed_run_resumes_exactly(tmp_path):
         time.sleep(0.05)
     assert killed_at is not None, "the run stalled before it wrote a checkpoint at step 6"
     assert killed_at < 24
-    r = _train(broken, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2", "--resume")
+    r = _train(broken, "--max-steps", "24", "--eval-every", "12", "--ckpt-every", "2", "--resume", *aug)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "[resume]" in r.stdout
     step_a, wa = _weights(unbroken / "last.pt")

@@ -32,6 +32,7 @@ from runtime.decoders import CtcGreedyDecoder
 from runtime.features import FeatureConfig
 from runtime.metrics import ErrorCounter
 from training.data import FeatureSet, collate, load_features, parse_source, plan_epoch
+from training.augment import random_shear_stretch
 from training.model import ModelConfig, OnlineLSTMCTC, widen_state_dict
 
 CHECKPOINT_VERSION = 1
@@ -65,6 +66,10 @@ class TrainConfig:
     schedule: str = "plateau"
     grad_clip: float = 5.0
     input_noise: float = 0.03  # std of Gaussian noise on the continuous features
+    # writer-style augmentation (training.augment): per sample a slant x += s*y with s ~ U(-a, a)
+    # and a horizontal stretch exp(U(-b, b)); 0 turns each off
+    augment_shear: float = 0.0
+    augment_stretch: float = 0.0
     max_batch_frames: int = 8000
     max_steps: int = 100000
     max_minutes: float = 0.0  # 0: no time limit
@@ -330,6 +335,9 @@ class Trainer:
 
     def train_step(self, batch) -> tuple[float, int]:
         x, x_lens, targets, t_lens, _ = collate(self.train_sets, batch)
+        if self.cfg.augment_shear > 0 or self.cfg.augment_stretch > 0:
+            uniform = torch.rand((len(x_lens), 2), generator=self.noise_gen, dtype=torch.float64).numpy()
+            x = random_shear_stretch(x, x_lens, self.cfg.augment_shear, self.cfg.augment_stretch, uniform)
         x = torch.from_numpy(x)
         if self.cfg.input_noise > 0:
             noise = torch.randn(x.shape, generator=self.noise_gen) * self.cfg.input_noise
