@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from typing import Optional
 
 import numpy as np
 
+from runtime.live import setup_error_message
 from runtime.metrics import ErrorCounter
 from runtime.recognizer import EndpointConfig, StreamingRecognizer
 
@@ -90,6 +93,9 @@ def add_decoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lexicon-bonus", type=float, default=None, help="beam: bonus per in-lexicon word")
 
 
+PROG = "inkstream eval"
+
+
 def decoder_options(args) -> dict:
     """The beam options given on the command line (unset ones keep the decoder's defaults)."""
     if args.decoder != "beam":
@@ -119,14 +125,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     endpoint = EndpointConfig() if args.endpoints else NO_ENDPOINTS
-    rec = StreamingRecognizer(args.model, decoder=args.decoder, endpoint=endpoint, threads=args.threads,
-                              decoder_options=decoder_options(args))
+    missing = [d for d in args.data if not os.path.exists(d)]
+    if missing:  # before loading anything, not after the first data set has been evaluated
+        print(f"{PROG}: {missing[0]}: no such file or folder", file=sys.stderr)
+        return 2
 
     def show(sample_id, ref, hyp):
         print(f"{sample_id}\n  ref: {ref}\n  hyp: {hyp}")
 
-    res = evaluate(rec, args.data, burst=args.burst, limit=args.limit, forms=args.forms, split=args.split,
-                   on_sample=show if args.verbose else None)
+    try:
+        rec = StreamingRecognizer(args.model, decoder=args.decoder, endpoint=endpoint, threads=args.threads,
+                                  decoder_options=decoder_options(args))
+        res = evaluate(rec, args.data, burst=args.burst, limit=args.limit, forms=args.forms, split=args.split,
+                       on_sample=show if args.verbose else None)
+    except (OSError, ValueError) as exc:  # a bad model, data file or option: InkFormatError, ModelFileError
+        print(f"{PROG}: {setup_error_message(exc)}", file=sys.stderr)
+        return 2
     res.update(model=rec.model.path, decoder=args.decoder, decoder_options=decoder_options(args),
                burst=args.burst, data=[str(d) for d in args.data])
     feed = "whole sample per call" if args.burst <= 0 else f"bursts of {args.burst} pen samples, decode after each"
