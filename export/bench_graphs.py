@@ -107,7 +107,7 @@ def run_bench(model_path: Optional[str] = None, log=print) -> dict:
 
     from runtime.model import default_model_path, session_options
 
-    model_path = str(model_path or default_model_path())
+    model_path = str(model_path or default_model_path(int8=False))
     scan_model, num_layers, hidden = scan_matmul_graph(model_path)
     graphs = {"lstm-op": model_path, "scan-matmul": scan_model.SerializeToString()}
     int8 = Path(model_path).with_name(Path(model_path).stem + ".int8.onnx")

@@ -138,7 +138,7 @@ def run(args) -> int:
     if args.install:
         from runtime.model import default_model_path
 
-        shutil.copyfile(res["onnx"], default_model_path())
+        shutil.copyfile(res["onnx"], default_model_path(int8=False))
         shutil.copyfile(res["int8"], default_model_path(int8=True))
-        print(f"installed as {default_model_path()}")
+        print(f"installed as {default_model_path(int8=False)} and {default_model_path(int8=True)} (the default)")
     return 0
