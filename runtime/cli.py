@@ -14,6 +14,7 @@ import sys
 # name -> (module, one-line help, extra that provides its dependencies)
 SUBCOMMANDS = {
     "train": ("training.train", "train the online LSTM-CTC model", "train"),
+    "average": ("training.average", "average the weights of several checkpoints of one run", "train"),
     "export": ("export.onnx_export", "export a checkpoint to ONNX (+ int8 copy)", "train"),
     "eval": ("runtime.evaluate", "CER/WER of a model through the streaming runtime", None),
     "bench": ("runtime.bench", "measure the streaming runtime's speed", None),

@@ -33,7 +33,7 @@ def _weights(path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    r = _train(out, "--max-steps", "40", "--eval-every", "20")
+    r = _train(out, "--max-steps", "40", "--eval-every", "20", "--keep-every", "20")
     assert r.returncode == 0, r.stderr[-2000:]
     return out
 
@@ -193,3 +193,20 @@ def test_export_parity_metadata_and_runtime_load(tiny_run, tmp_path):
         with torch.no_grad():
             lp, _, _ = model(x)
         assert rec.recognize(p).text == greedy_decode(lp, [x.shape[1]], rec.alphabet)[0]
+
+
+def test_average_of_kept_checkpoints_is_their_mean_and_is_validated(tiny_run, tmp_path):
+    a, b = tiny_run / "step_000020.pt", tiny_run / "step_000040.pt"
+    assert a.exists() and b.exists()
+    out = tmp_path / "avg.pt"
+    r = subprocess.run([sys.executable, "-m", "runtime.cli", "average", str(out), str(a), str(b),
+                        "--data-root", str(FIXTURES)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "[val]" in r.stdout
+    avg = torch.load(out, map_location="cpu", weights_only=False)
+    wa, wb = _weights(a)[1], _weights(b)[1]
+    for k in wa:
+        torch.testing.assert_close(avg["model"][k], (wa[k] + wb[k]) / 2)
+    assert avg["averaged_from"] == [20, 40] and avg["step"] == 40 and 0.0 <= avg["best_cer"] <= 1.5
+    # a snapshot carries no optimizer state, so --resume cannot mistake it for last.pt
+    assert "optimizer" not in torch.load(a, map_location="cpu", weights_only=False)

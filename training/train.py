@@ -77,6 +77,7 @@ class TrainConfig:
     # evaluation, early stopping, checkpoints
     eval_every: int = 500
     ckpt_every: int = 100
+    keep_every: int = 0  # also keep the weights every N updates as step_NNNNNN.pt (for training.average); 0: no
     patience: int = 2  # validations without improvement before the learning rate is halved
     early_stop: int = 6  # validations without improvement before training stops
     seed: int = 1
@@ -123,6 +124,44 @@ def greedy_decode(log_probs: torch.Tensor, lengths, alphabet: Alphabet) -> list[
         decoder.accept(state, row[:int(n)])
         out.append(decoder.result(state)[0])
     return out
+
+
+def load_val_sets(cfg: TrainConfig, fcfg: FeatureConfig, alphabet: Alphabet, log=print) -> list[FeatureSet]:
+    """The validation sets of ``cfg.val``, each cut to a fixed random ``cfg.val_limit`` samples."""
+    val_sets = []
+    for spec in cfg.val:
+        name, _ = parse_source(spec)
+        fs = load_features(name, cfg.data_root, fcfg, alphabet, cfg.cache_dir, for_training=False,
+                           workers=cfg.workers, log=log)
+        if cfg.val_limit and len(fs) > cfg.val_limit:
+            keep = np.random.default_rng(0).choice(len(fs), cfg.val_limit, replace=False)
+            keep.sort()
+            frames = [fs.get(i) for i in keep]
+            offsets = np.zeros(len(keep) + 1, np.int64)
+            offsets[1:] = np.cumsum([len(f) for f in frames])
+            fs = FeatureSet(fs.name, np.concatenate(frames), offsets, [fs.labels[i] for i in keep],
+                            [fs.texts[i] for i in keep], [fs.ids[i] for i in keep])
+        val_sets.append(fs)
+    return val_sets
+
+
+@torch.no_grad()
+def validate_model(model: OnlineLSTMCTC, val_sets: list[FeatureSet], alphabet: Alphabet,
+                   device=torch.device("cpu")) -> dict:
+    """Greedy CER/WER per validation set (``{name: {cer, wer, samples}}``), in batches of 32."""
+    model.eval()
+    result = {}
+    for fs in val_sets:
+        counter = ErrorCounter()
+        order = np.argsort(fs.lengths())
+        for k in range(0, len(order), 32):
+            batch = [(0, int(i)) for i in order[k:k + 32]]
+            x, x_lens, _, _, texts = collate([fs], batch)
+            log_probs, _, _ = model(torch.from_numpy(x).to(device))
+            for ref, hyp in zip(texts, greedy_decode(log_probs, x_lens, alphabet)):
+                counter.add(ref, hyp)
+        result[fs.name] = {"cer": counter.cer, "wer": counter.wer, "samples": counter.samples}
+    return result
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -255,20 +294,7 @@ class Trainer:
             self.train_sets.append(load_features(name, cfg.data_root, self.fcfg, self.alphabet, cfg.cache_dir,
                                                  for_training=True, workers=cfg.workers, log=self._log))
             self.train_weights.append(w)
-        self.val_sets = []
-        for spec in cfg.val:
-            name, _ = parse_source(spec)
-            fs = load_features(name, cfg.data_root, self.fcfg, self.alphabet, cfg.cache_dir,
-                               for_training=False, workers=cfg.workers, log=self._log)
-            if cfg.val_limit and len(fs) > cfg.val_limit:
-                keep = np.random.default_rng(0).choice(len(fs), cfg.val_limit, replace=False)
-                keep.sort()
-                frames = [fs.get(i) for i in keep]
-                offsets = np.zeros(len(keep) + 1, np.int64)
-                offsets[1:] = np.cumsum([len(f) for f in frames])
-                fs = FeatureSet(fs.name, np.concatenate(frames), offsets, [fs.labels[i] for i in keep],
-                                [fs.texts[i] for i in keep], [fs.ids[i] for i in keep])
-            self.val_sets.append(fs)
+        self.val_sets = load_val_sets(cfg, self.fcfg, self.alphabet, log=self._log)
         if self.distributed and self.is_main:
             dist.barrier()
 
@@ -329,6 +355,13 @@ class Trainer:
         if self.is_main:
             atomic_save(self._state(), self.out / name)
 
+    def save_snapshot(self) -> None:
+        """``step_NNNNNN.pt``: the weights and what describes them, without the optimizer and RNG
+        state (a third of the size); export and ``training.average`` read it, ``--resume`` does not."""
+        if self.is_main:
+            state = {k: v for k, v in self._state().items() if k not in ("optimizer", "scaler", "rng")}
+            atomic_save(state, self.out / f"step_{self.step:06d}.pt")
+
     # ---- steps --------------------------------------------------------------------------
     def _lr(self) -> float:
         return learning_rate(self.cfg, self.step, self.lr_scale)
@@ -361,21 +394,8 @@ class Trainer:
         self.scaler.update()
         return float(loss.detach()), int(x_lens.sum())
 
-    @torch.no_grad()
     def validate(self) -> dict:
-        self.model.eval()
-        result = {}
-        for fs in self.val_sets:
-            counter = ErrorCounter()
-            order = np.argsort(fs.lengths())
-            for k in range(0, len(order), 32):
-                batch = [(0, int(i)) for i in order[k:k + 32]]
-                x, x_lens, _, _, texts = collate([fs], batch)
-                log_probs, _, _ = self.model(torch.from_numpy(x).to(self.device))
-                for ref, hyp in zip(texts, greedy_decode(log_probs, x_lens, self.alphabet)):
-                    counter.add(ref, hyp)
-            result[fs.name] = {"cer": counter.cer, "wer": counter.wer, "samples": counter.samples}
-        return result
+        return validate_model(self.model, self.val_sets, self.alphabet, self.device)
 
     def fit(self) -> dict:
         cfg = self.cfg
@@ -416,6 +436,8 @@ class Trainer:
                         break
                 elif self.step % cfg.ckpt_every == 0:
                     self.save("last.pt")
+                if cfg.keep_every and self.step % cfg.keep_every == 0:
+                    self.save_snapshot()
                 if timed_out:
                     stop_reason = "max_minutes"
                     break
