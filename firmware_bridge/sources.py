@@ -71,6 +71,11 @@ class PenSource:
         self.close()
 
 
+# In the sample queue: the device started a new session here (it rebooted), so the ink before and
+# after it belongs to different lines; read() stops at it and counts it in `session_breaks`
+_SESSION_BREAK = object()
+
+
 class _SerialPenSource(PenSource, PortProtocol):
     """Common part of the serial sources: the reader thread, the sample queue, pen-lift on loss."""
 
@@ -80,7 +85,8 @@ class _SerialPenSource(PenSource, PortProtocol):
         self.path = path
         self.baudrate = baudrate
         self.decoder = decoder
-        self._samples: "queue.Queue[PenSample]" = queue.Queue()
+        self._samples: "queue.Queue[PenSample]" = queue.Queue()  # and _SESSION_BREAK markers
+        self.session_breaks = 0  # device restarts read so far; each one ends a read() (see read)
         self._pen_down = False
         self._last_sample: Optional[PenSample] = None
         self._lock = threading.Lock()  # decoder counters are read from other threads
@@ -129,15 +135,21 @@ class _SerialPenSource(PenSource, PortProtocol):
             self.decoder.reset()
 
     def read(self, timeout: Optional[float] = None) -> list[PenSample]:
+        """The samples queued so far (waiting up to ``timeout`` for the first). A read stops at a
+        device restart and counts it in ``session_breaks``: when that count grew, the restart
+        came after the samples this read returned and before the next read's."""
         out = []
         try:
             if self.ended:
                 return out
-            out.append(self._samples.get(timeout=timeout))
-            while True:
-                out.append(self._samples.get_nowait())
+            item = self._samples.get(timeout=timeout)
+            while item is not _SESSION_BREAK:
+                out.append(item)
+                item = self._samples.get_nowait()
+            self.session_breaks += 1
         except queue.Empty:
-            return out
+            pass
+        return out
 
     def close(self) -> None:
         if self._closed:
@@ -184,6 +196,7 @@ class InkstreamSerialSource(_SerialPenSource):
                 self._deliver(samples)  # everything from before the restart, in order
                 samples = []
                 self._pen_left()
+                self._samples.put(_SESSION_BREAK)
                 self.reader.notify(DEVICE_RESTARTED, f"new session 0x{frame.session:04x}")
                 if not self._closed:  # a restarted device waits for START again
                     self.reader.write(self._command(inkstream.DESCRIBE) + self._command(inkstream.START))

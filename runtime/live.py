@@ -11,6 +11,8 @@ endpoint:
   nothing arrives;
 * a line break (the writer went back left and down);
 * the source's time going backwards (a reconnected device, a reloaded page start their clock over);
+* a device restart (the source's ``session_breaks``: the device keeps its clock running across a
+  reboot, so only this marker, placed in order among the samples, separates the two lines);
 * a lost connection, the end of the source, or :meth:`~LiveRecognition.end_line`.
 
 Callers learn what happened through callbacks, called on the polling thread:
@@ -110,18 +112,24 @@ class LiveRecognition:
         self.ink_seconds = 0.0
         self.arrived_wall = time.time()  # wall clock when the newest samples were read
         self._source_t: Optional[float] = None  # the newest sample's t, rows or not
+        self._session_breaks = getattr(source, "session_breaks", 0)  # device restarts already handled
         self._arrival = time.monotonic()  # when that sample was read
 
     # ---- the loop body ---------------------------------------------------------------------
     def poll(self, timeout: float) -> list[PenSample]:
         """Wait up to ``timeout`` for samples, recognise them, handle connection changes, and end
         the line when the pen has paused long enough. Returns the samples read."""
+        quiet_since = None
         samples = self.source.read(timeout=timeout)
-        if not samples:  # a read may come back empty late (a busy machine): is anything due now?
+        restarted = self._device_restarted()
+        if not samples and not restarted:  # a read may come back empty late (a busy machine): is anything due now?
             quiet_since = time.monotonic()
             samples = self.source.read(timeout=0)
+            restarted = self._device_restarted()
         if samples:
             self.accept(samples)
+        if restarted:  # after these samples the device rebooted: what it sends next is another line
+            self.end_line()
         self._drain_events()
         # Nothing was due at quiet_since, so the source's clock then is at least the estimate and
         # below the next sample's time: the pause is never overestimated, whatever the load.
@@ -217,6 +225,12 @@ class LiveRecognition:
         while self.recognizer.is_ready(self.stream):
             self.recognizer.decode_stream(self.stream)
         self.decode_seconds += time.perf_counter() - started
+
+    def _device_restarted(self) -> bool:
+        """True once per device restart the source's reads went past (``session_breaks``)."""
+        breaks = getattr(self.source, "session_breaks", 0)
+        seen, self._session_breaks = self._session_breaks, breaks
+        return breaks != seen
 
     def _drain_events(self) -> None:
         events = getattr(self.source, "events", None)

@@ -243,3 +243,37 @@ def test_emulate_loads_inkml_from_the_shared_raw_sample():
         pytest.skip(f"shared data not found at {inkml}")
     (points, upm), = load_inks([inkml])
     assert points.shape == (3300, 4) and int(points[:, 3].sum()) == 31
+
+
+def test_a_device_restart_ends_the_line_in_the_live_loop():
+    """The decoder keeps time continuous across a reboot, so neither the clock rule nor a pause can
+    end the line there: the restart marker in the sample queue must, in order among the samples."""
+    from runtime.live import LiveRecognition
+    from runtime.recognizer import EndpointConfig, StreamingRecognizer
+
+    rec = StreamingRecognizer(endpoint=EndpointConfig(pause_s=1e9, line_break=False))  # no other endpoint
+    finals, events = [], []
+    with EmulatedTablet(_inks(), EmulatorConfig(speed=4.0, loop=True)) as tablet:
+        tablet.start()
+        with open_source(f"serial:{tablet.path}") as source:
+            live = LiveRecognition(source, rec, clock_speed=4.0, on_final=lambda r, n: finals.append((r, n)),
+                                   on_event=events.append)
+            deadline = time.monotonic() + WAIT
+            while live.rows_received < 50 and time.monotonic() < deadline:
+                live.poll(0.05)
+            assert live.rows_received >= 50 and not finals
+            before = live.rows_received
+            tablet.reboot()
+            deadline = time.monotonic() + WAIT
+            while not any(e.state == DEVICE_RESTARTED for e in events) and time.monotonic() < deadline:
+                live.poll(0.05)
+            assert source.session_breaks == 1
+            assert len(finals) == 1  # the line ended at the restart
+            # it holds the ink from before the restart only (rows read before reboot() was asked
+            # for, plus what the device sent until it went down)
+            assert finals[0][1] >= before and finals[0][1] <= live.rows_received
+            deadline = time.monotonic() + WAIT
+            after = live.rows_received
+            while live.rows_received < after + 50 and time.monotonic() < deadline:
+                live.poll(0.05)
+            assert live.rows_received >= after + 50 and len(finals) == 1  # the new session is one open line
