@@ -52,7 +52,7 @@ def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int
 
 
 def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional[int] = None, forms=None,
-             split: Optional[str] = None, on_sample=None) -> dict:
+             split: Optional[str] = None, writers=None, on_sample=None) -> dict:
     """Run every sample of ``datasets`` (paths) through ``rec``; returns the figures as a dict."""
     from runtime.ink_io import iter_corpus_samples  # the readers load only when evaluating
 
@@ -61,7 +61,7 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
     ink_seconds = 0.0
     busy = 0.0
     for path in datasets:
-        for n, (points, text, sample_id) in enumerate(iter_corpus_samples(path, forms=forms, split=split)):
+        for n, (points, text, sample_id) in enumerate(iter_corpus_samples(path, forms=forms, split=split, writers=writers)):
             if limit is not None and n >= limit:
                 break
             points = np.ascontiguousarray(points, dtype=np.float64)
@@ -115,6 +115,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_decoder_arguments(parser)
     parser.add_argument("--forms", default=None, help="IAM-OnDB split list (form ids) to evaluate")
     parser.add_argument("--split", default=None, help="only this split of npz files that carry a split array (e.g. val)")
+    parser.add_argument("--writers", default=None,
+                        help="only these writers, comma-separated (e.g. held-out writers of a corpus)")
     parser.add_argument("--limit", type=int, default=None, help="at most N samples per DATA")
     parser.add_argument("--burst", type=int, default=2, help="pen samples per accept/decode call (0 = whole sample)")
     parser.add_argument("--endpoints", action="store_true", help="apply the endpoint rule (cut lines, join by space)")
@@ -136,8 +138,9 @@ def run(args) -> int:
     try:
         rec = StreamingRecognizer(args.model, decoder=args.decoder, endpoint=endpoint, threads=args.threads,
                                   decoder_options=decoder_options(args))
+        writers = None if args.writers is None else [w.strip() for w in args.writers.split(",") if w.strip()]
         res = evaluate(rec, args.data, burst=args.burst, limit=args.limit, forms=args.forms, split=args.split,
-                       on_sample=show if args.verbose else None)
+                       writers=writers, on_sample=show if args.verbose else None)
     except (OSError, ValueError) as exc:  # a bad model, data file or option: InkFormatError, ModelFileError
         print(f"{PROG}: {setup_error_message(exc)}", file=sys.stderr)
         return 2

@@ -82,25 +82,43 @@ def read_ink_file(path: PathLike, forms: FormsArg = None) -> list[Ink]:
     raise InkFormatError(f"{p}: unknown ink file type {p.suffix!r} (expected .npz, .inkml, .xml or an IAM-OnDB folder)")
 
 
-def iter_corpus_samples(path: PathLike, forms: FormsArg = None,
-                        split: Optional[str] = None) -> Iterator[tuple[np.ndarray, Optional[str], str]]:
+def iter_corpus_samples(path: PathLike, forms: FormsArg = None, split: Optional[str] = None,
+                        writers: Optional[Iterable[str]] = None) -> Iterator[tuple[np.ndarray, Optional[str], str]]:
     """Yield ``(points, text, id)`` for every sample of a corpus ``.npz`` or an IAM-OnDB root.
 
     ``points`` is an ``(N, 4)`` float32 array ``x, y, t, pen_up_after`` (for an npz a view
     into the corpus's array: copy before changing it). ``forms`` filters an IAM-OnDB root by
     form id (a split list file or ids). ``split`` keeps the samples of one split of an npz that
     carries a ``split`` array (UNIPEN); a file without one is a split itself (``iamondb/val.npz``)
-    and is read whole. Any other path is read with :func:`read_ink_file`.
+    and is read whole. ``writers`` keeps the samples of these writers (a name the file does not
+    have is an error, so a typo cannot silently evaluate nothing). Any other path is read with
+    :func:`read_ink_file`.
     """
     p = Path(path)
+    wanted = None if writers is None else set(writers)
     if p.is_file() and p.suffix.lower() == ".npz":
         if forms is not None:
             raise ValueError(f"{p}: forms (--forms) filter an IAM-OnDB root, not a corpus npz")
         corpus = load_corpus(p)
         if split is not None and corpus.field("split") is None:
             split = None
-        for i in corpus.select(split):
+        idx = corpus.select(split)
+        if wanted is not None:
+            _check_writers(p, wanted, set(corpus.writers.tolist()))
+            idx = [i for i in idx if str(corpus.writers[i]) in wanted]
+        for i in idx:
             yield corpus.points(int(i)), str(corpus.texts[i]), str(corpus.ids[i])
         return
-    for ink in read_ink_file(p, forms=forms):
+    inks = read_ink_file(p, forms=forms)
+    if wanted is not None:
+        _check_writers(p, wanted, {ink.writer for ink in inks})
+        inks = [ink for ink in inks if ink.writer in wanted]
+    for ink in inks:
         yield ink.to_points().astype(np.float32), ink.text, ink.id
+
+
+def _check_writers(path: Path, wanted: set, present: set) -> None:
+    unknown = sorted(wanted - present)
+    if unknown:
+        raise ValueError(f"{path}: no writer named {unknown[0]!r} (--writers); it has "
+                         f"{', '.join(sorted(present)[:8])}{' ...' if len(present) > 8 else ''}")

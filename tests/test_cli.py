@@ -26,6 +26,7 @@ def test_no_command_prints_help_and_fails():
     (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--forms", "README.md"], "--forms"),
     (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--model", "README.md"], "README.md: onnxruntime cannot load it"),
     (["eval", "README.md"], "README.md"),
+    (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--writers", "nobody"], "no writer named 'nobody'"),
 ])
 def test_eval_names_a_bad_input_in_one_line_without_a_traceback(args, message):
     r = subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=REPO, capture_output=True, text=True,

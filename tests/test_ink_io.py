@@ -187,6 +187,20 @@ def test_read_ink_file_and_iter_corpus_samples_on_a_corpus_npz(tmp_path):
     np.testing.assert_allclose(samples[0][0], inks[0].to_points(), rtol=1e-6)
 
 
+def test_iter_corpus_samples_keeps_the_named_writers_and_refuses_an_unknown_one(tmp_path):
+    inks = read_ink_file(FIXTURES / "inkml/w3c_groups.inkml")
+    inks[0].writer, inks[1].writer = "anna", "ben"
+    save_corpus(tmp_path / "small.npz", inks, kind="word")
+    assert [s[2] for s in iter_corpus_samples(tmp_path / "small.npz", writers=["ben"])] == ["w3c_groups/w02"]
+    with pytest.raises(ValueError, match="no writer named 'carl'"):
+        list(iter_corpus_samples(tmp_path / "small.npz", writers=["ben", "carl"]))
+    # any other format through read_ink_file: the same filter on Ink.writer
+    inkml = FIXTURES / "inkml/w3c_groups.inkml"
+    assert len(list(iter_corpus_samples(inkml, writers=["w7"]))) == 2
+    with pytest.raises(ValueError, match="no writer named 'carl'"):
+        list(iter_corpus_samples(inkml, writers=["carl"]))
+
+
 def test_iter_corpus_samples_on_an_iamondb_root_with_a_forms_file():
     samples = list(iter_corpus_samples(IAM_ROOT, forms=["y02-010"]))
     assert [(s[1], s[2]) for s in samples] == [("hi there", "y02-010-01")]

@@ -151,9 +151,24 @@ def test_ddp_on_cpu_with_gloo_two_processes(tmp_path):
 def test_training_refuses_held_out_sets():
     from training.data import _source_samples
 
-    for name in ("iamondb:val", "iamondb:test", "unipen-text:val"):
+    for name in ("iamondb:val", "iamondb:test", "unipen-text:val", "imadocsen-sentences:val", "imadocsen-words:val"):
         with pytest.raises(ValueError, match="may not be trained on"):
             next(_source_samples(name, str(FIXTURES), for_training=True))
+
+
+def test_imadocsen_is_split_by_writer():
+    from conftest import need_shared
+    from training.data import IMADOCSEN_VAL_WRITERS, _source_samples
+
+    from runtime.ink import load_corpus
+
+    path = need_shared("imadocsen", "sentences.npz")
+    corpus = load_corpus(path)
+    writer_of = dict(zip(corpus.ids.tolist(), corpus.writers.tolist()))
+    writers = lambda split: {writer_of[i] for _, _, i in _source_samples(
+        f"imadocsen-sentences:{split}", str(path.parents[1]), for_training=split == "train")}
+    train, val = writers("train"), writers("val")
+    assert val == set(IMADOCSEN_VAL_WRITERS) and not train & val and len(train) == 20
 
 
 def test_bad_config_names_the_field():

@@ -6,8 +6,9 @@ A *source spec* names where samples come from, optionally with a weight (``spec=
 ``iamondb:train``        ``<data_root>/iamondb/train.npz`` (also ``val``, ``test``)
 ``unipen-words:train``   ``<data_root>/unipen/words.npz`` rows with ``split == "train"``
 ``unipen-text:train``    likewise ``text.npz``; ``unipen-chars:train`` for ``chars.npz``
-``imadocsen-words``      ``<data_root>/imadocsen/words.npz`` (training writers only)
-``imadocsen-sentences``  ``<data_root>/imadocsen/sentences.npz``
+``imadocsen-words:train`` ``<data_root>/imadocsen/words.npz`` without ``IMADOCSEN_VAL_WRITERS``
+                         (``:val`` those writers only; no suffix: every writer of the file)
+``imadocsen-sentences``  likewise ``sentences.npz`` (``:train``, ``:val``)
 ``synthetic:N``          N samples from :mod:`training.synthetic` (seeded, rendered once)
 ``npz:PATH``             any corpus file in the shared npz format
 ``iamondb-root:PATH``    a user's IAM-OnDB folder (``lineStrokes/``, ``ascii/``)
@@ -36,7 +37,12 @@ from runtime.features import NUM_FEATURES, FeatureConfig, extract
 from runtime.ink import load_corpus
 
 HELD_OUT = {("iamondb", "val"), ("iamondb", "test"), ("unipen-words", "val"), ("unipen-text", "val"),
-            ("unipen-chars", "val")}
+            ("unipen-chars", "val"), ("imadocsen-words", "val"), ("imadocsen-sentences", "val")}
+
+# The shared ImadocSen files hold only the task1.txt training writers; these four (every sixth by
+# writer number) are kept out of ImadocSen training as its validation writers, so its CER can be
+# measured on writers the model never saw: inkstream eval .../imadocsen/sentences.npz --writers ...
+IMADOCSEN_VAL_WRITERS = ("writer3", "writer16", "writer25", "writer38")
 
 # largest UNIPEN "text" samples are whole paragraphs with truncated labels; they teach nothing
 MAX_POINTS = 6000
@@ -95,8 +101,11 @@ def _source_samples(name: str, data_root: str, for_training: bool):
         split, quality = c.field("split"), c.field("quality")
         idx = np.flatnonzero((split == arg) & (quality != "BAD"))
     elif kind in ("imadocsen-words", "imadocsen-sentences"):
+        if arg not in ("", "train", "val"):
+            raise ValueError(f"data source {name!r}: the ImadocSen split is 'train' or 'val' (by writer)")
         c = load_corpus(root / "imadocsen" / (kind.split("-")[1] + ".npz"))
-        idx = np.arange(len(c))
+        held = np.isin(c.writers, IMADOCSEN_VAL_WRITERS)
+        idx = np.flatnonzero(held if arg == "val" else ~held if arg == "train" else np.ones(len(c), bool))
     elif kind == "npz":
         c = load_corpus(arg)
         idx = np.arange(len(c))
