@@ -45,7 +45,8 @@ class PenSource:
 
     def read(self, timeout: Optional[float] = None) -> list[PenSample]:
         """Samples available now; waits up to ``timeout`` seconds (None: forever) for the first
-        one. Returns [] on timeout and once the source has ended or was closed."""
+        one. Returns [] on timeout and once the source has ended or was closed; a serial source
+        also stops at a device restart (see ``session_breaks``), possibly with []."""
         raise NotImplementedError
 
     @property

@@ -11,8 +11,9 @@ endpoint:
   nothing arrives;
 * a line break (the writer went back left and down);
 * the source's time going backwards (a reconnected device, a reloaded page start their clock over);
-* a device restart (the source's ``session_breaks``: the device keeps its clock running across a
-  reboot, so only this marker, placed in order among the samples, separates the two lines);
+* a device restart (the source's ``session_breaks``: the host's decoder rebases the restarted
+  device's clock so time stays continuous, so neither the clock rule nor a pause sees the
+  restart; a marker placed in order among the samples does);
 * a lost connection, the end of the source, or :meth:`~LiveRecognition.end_line`.
 
 Callers learn what happened through callbacks, called on the polling thread:
@@ -120,16 +121,10 @@ class LiveRecognition:
         """Wait up to ``timeout`` for samples, recognise them, handle connection changes, and end
         the line when the pen has paused long enough. Returns the samples read."""
         quiet_since = None
-        samples = self.source.read(timeout=timeout)
-        restarted = self._device_restarted()
-        if not samples and not restarted:  # a read may come back empty late (a busy machine): is anything due now?
+        samples = self._read(timeout)
+        if not samples:  # a read may come back empty late (a busy machine): is anything due now?
             quiet_since = time.monotonic()
-            samples = self.source.read(timeout=0)
-            restarted = self._device_restarted()
-        if samples:
-            self.accept(samples)
-        if restarted:  # after these samples the device rebooted: what it sends next is another line
-            self.end_line()
+            samples = self._read(0)
         self._drain_events()
         # Nothing was due at quiet_since, so the source's clock then is at least the estimate and
         # below the next sample's time: the pause is never overestimated, whatever the load.
@@ -226,6 +221,22 @@ class LiveRecognition:
             self.recognizer.decode_stream(self.stream)
         self.decode_seconds += time.perf_counter() - started
 
+    def _read(self, timeout: float) -> list[PenSample]:
+        """Read and recognise (waiting up to ``timeout`` for the first sample). A read stops at a
+        device restart: then the line ends there and reading goes on without waiting, so
+        everything queued now is taken, in order, each session's ink in its own line."""
+        out: list[PenSample] = []
+        while True:
+            samples = self.source.read(timeout=timeout)
+            restarted = self._device_restarted()
+            if samples:
+                self.accept(samples)
+                out += samples
+            if not restarted:
+                return out
+            self.end_line()  # the samples before it were the old session's
+            timeout = 0
+
     def _device_restarted(self) -> bool:
         """True once per device restart the source's reads went past (``session_breaks``)."""
         breaks = getattr(self.source, "session_breaks", 0)
@@ -241,6 +252,6 @@ class LiveRecognition:
                 return
             if event.state in (DISCONNECTED, STOPPED):
                 # the reader queued every sample (and a pen-left) before it reported the loss
-                self.accept(self.source.read(timeout=0))
+                self._read(0)
                 self.end_line()  # the device's clock may start over when it comes back
             self.on_event(event)

@@ -1,5 +1,6 @@
 """The serial path end to end over real pseudo-terminals: emulated tablet <-> pyserial <-> reader
 thread <-> decoder <-> PenSource. No mocks; waits are bounded loops that fail when data never comes."""
+import math
 import os
 import select
 import subprocess
@@ -265,7 +266,7 @@ def test_a_device_restart_ends_the_line_in_the_live_loop():
             before = live.rows_received
             tablet.reboot()
             deadline = time.monotonic() + WAIT
-            while not any(e.state == DEVICE_RESTARTED for e in events) and time.monotonic() < deadline:
+            while not finals and time.monotonic() < deadline:
                 live.poll(0.05)
             assert source.session_breaks == 1
             assert len(finals) == 1  # the line ended at the restart
@@ -277,3 +278,45 @@ def test_a_device_restart_ends_the_line_in_the_live_loop():
             while live.rows_received < after + 50 and time.monotonic() < deadline:
                 live.poll(0.05)
             assert live.rows_received >= after + 50 and len(finals) == 1  # the new session is one open line
+            assert any(e.state == DEVICE_RESTARTED for e in events)
+
+
+def test_a_restart_then_a_disconnect_read_late_still_gives_each_session_its_own_line():
+    """The reader reports a loss after queueing a restart and more ink, all between a poll's read
+    and its event drain: the drain must split at the restart, not merge the second session's ink
+    with what comes after the reconnect. Real frames through the real decoder; no reader thread,
+    so the order of events is exact."""
+    from firmware_bridge import inkstream
+    from firmware_bridge.firmware import inkstream_protocol as device
+    from firmware_bridge.reader import ReconnectPolicy
+    from firmware_bridge.sources import InkstreamSerialSource, _SerialPenSource
+    from runtime.live import LiveRecognition
+    from runtime.recognizer import EndpointConfig, StreamingRecognizer
+
+    class UnstartedSource(InkstreamSerialSource):
+        def __init__(self):
+            self._command_seq = 0
+            _SerialPenSource.__init__(self, "unused", 115200, inkstream.InkstreamDecoder(), ReconnectPolicy(),
+                                      None, start_reader=False)
+
+    def session(number, x0, n):
+        enc = device.FrameEncoder()
+        wire = enc.hello(4000, 4000, 255, 10.0, 200, "dev", session=number)
+        tip = device.FLAG_TIP | device.FLAG_PROXIMITY
+        wire += b"".join(enc.sample(k * 5000, x0 + 30 * k, 2000 + int(200 * math.sin(k / 3)), 100, tip)
+                         for k in range(n))
+        return wire + enc.sample(n * 5000, x0 + 30 * n, 2000, 0, device.FLAG_PROXIMITY)  # pen up
+
+    source = UnstartedSource()
+    finals = []
+    live = LiveRecognition(source, StreamingRecognizer(endpoint=EndpointConfig(pause_s=1e9, line_break=False)),
+                           on_final=lambda r, n: finals.append(n))
+    source.data_received(session(1, 0, 30))
+    source.data_received(session(2, 0, 20))  # a new session: the device rebooted
+    source.connection_lost(None)
+    source.reader.notify(DISCONNECTED, "unplugged")
+    live._drain_events()  # what poll() does after its reads
+    assert source.session_breaks == 1 and len(finals) == 2  # one line per session
+    source.data_received(session(2, 0, 25))  # after the reconnect (the same session)
+    live.poll(0)
+    assert len(finals) == 2 and live.stream.samples > 0  # the new ink is an open line of its own
