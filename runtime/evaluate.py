@@ -139,10 +139,19 @@ def run(args) -> int:
         rec = StreamingRecognizer(args.model, decoder=args.decoder, endpoint=endpoint, threads=args.threads,
                                   decoder_options=decoder_options(args))
         writers = None if args.writers is None else [w.strip() for w in args.writers.split(",") if w.strip()]
+        if writers is not None and not writers:
+            raise ValueError(f"--writers {args.writers!r} names no writer")
+        from runtime.ink_io import iter_corpus_samples
+
+        for path in args.data:  # every DATA's filters are checked before the first is evaluated
+            next(iter_corpus_samples(path, forms=args.forms, split=args.split, writers=writers), None)
         res = evaluate(rec, args.data, burst=args.burst, limit=args.limit, forms=args.forms, split=args.split,
                        writers=writers, on_sample=show if args.verbose else None)
     except (OSError, ValueError) as exc:  # a bad model, data file or option: InkFormatError, ModelFileError
         print(f"{PROG}: {setup_error_message(exc)}", file=sys.stderr)
+        return 2
+    if not res["samples"]:  # a CER over nothing would read as a perfect score
+        print(f"{PROG}: no samples to evaluate in {', '.join(map(str, args.data))} with these filters", file=sys.stderr)
         return 2
     res.update(model=rec.model.path, decoder=args.decoder, decoder_options=decoder_options(args),
                burst=args.burst, data=[str(d) for d in args.data])

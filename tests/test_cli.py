@@ -27,6 +27,8 @@ def test_no_command_prints_help_and_fails():
     (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--model", "README.md"], "README.md: onnxruntime cannot load it"),
     (["eval", "README.md"], "README.md"),
     (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--writers", "nobody"], "no writer named 'nobody'"),
+    (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--writers", ","], "names no writer"),
+    (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--limit", "0"], "no samples to evaluate"),
 ])
 def test_eval_names_a_bad_input_in_one_line_without_a_traceback(args, message):
     r = subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=REPO, capture_output=True, text=True,

@@ -105,11 +105,10 @@ def test_model_step_output_does_not_depend_on_how_frames_are_split_into_calls(re
     np.testing.assert_allclose(h, whole[1], rtol=0, atol=tol)
 
 
-@pytest.mark.parametrize("which", ["default", "float"])
-def test_batched_decode_equals_single(which, rec, float_rec, samples):
-    # exact by construction for the float model; the int8 default shares activation scales across
-    # a batch (runtime.model.OnnxModel.step), which changes no text on these fixtures
-    rec = {"default": rec, "float": float_rec}[which]
+def test_batched_decode_equals_single(float_rec, samples):
+    # the float model: its batch rows are independent. (The int8 default shares activation scales
+    # across a batch, so it is not exact there: runtime.model.OnnxModel.step, docs/runtime.md.)
+    rec = float_rec
     inks = [pts for pts, _ in samples[:5]]
     bursts = [1, 2, 3, 5, 8]  # every stream its own rhythm, so pending frame counts differ
     singles = [_stream(rec, pts, [b]) for pts, b in zip(inks, bursts)]

@@ -154,6 +154,8 @@ def test_training_refuses_held_out_sets():
     for name in ("iamondb:val", "iamondb:test", "unipen-text:val", "imadocsen-sentences:val", "imadocsen-words:val"):
         with pytest.raises(ValueError, match="may not be trained on"):
             next(_source_samples(name, str(FIXTURES), for_training=True))
+    with pytest.raises(ValueError, match="validation writers too"):
+        next(_source_samples("imadocsen-words", str(FIXTURES), for_training=True))
 
 
 def test_imadocsen_is_split_by_writer():

@@ -7,7 +7,7 @@ A *source spec* names where samples come from, optionally with a weight (``spec=
 ``unipen-words:train``   ``<data_root>/unipen/words.npz`` rows with ``split == "train"``
 ``unipen-text:train``    likewise ``text.npz``; ``unipen-chars:train`` for ``chars.npz``
 ``imadocsen-words:train`` ``<data_root>/imadocsen/words.npz`` without ``IMADOCSEN_VAL_WRITERS``
-                         (``:val`` those writers only; no suffix: every writer of the file)
+                         (``:val`` those writers only; no suffix: every writer, refused for training)
 ``imadocsen-sentences``  likewise ``sentences.npz`` (``:train``, ``:val``)
 ``synthetic:N``          N samples from :mod:`training.synthetic` (seeded, rendered once)
 ``npz:PATH``             any corpus file in the shared npz format
@@ -103,6 +103,9 @@ def _source_samples(name: str, data_root: str, for_training: bool):
     elif kind in ("imadocsen-words", "imadocsen-sentences"):
         if arg not in ("", "train", "val"):
             raise ValueError(f"data source {name!r}: the ImadocSen split is 'train' or 'val' (by writer)")
+        if for_training and not arg:
+            raise ValueError(f"data source {name!r} reads every writer, the validation writers too: "
+                             f"train on {kind}:train (or name the file as npz:PATH to take all of it)")
         c = load_corpus(root / "imadocsen" / (kind.split("-")[1] + ".npz"))
         held = np.isin(c.writers, IMADOCSEN_VAL_WRITERS)
         idx = np.flatnonzero(held if arg == "val" else ~held if arg == "train" else np.ones(len(c), bool))
@@ -159,6 +162,8 @@ def _cache_key(name: str, data_root: str, fcfg: FeatureConfig, alphabet: Alphabe
         files = [Path(synthetic.__file__), here / "fonts.py"] + sorted((here / "fonts").glob("*"))
     else:
         files = sorted(Path(data_root).rglob("*.npz"))
+        if kind.startswith("imadocsen"):  # which writers a split holds is decided here, not in the file
+            h.update(repr(IMADOCSEN_VAL_WRITERS).encode())
     for f in files:
         st = f.stat()
         h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())

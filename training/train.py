@@ -429,6 +429,8 @@ class Trainer:
                     window_loss, window_frames, window_t = [], 0, time.time()
                 if bar:
                     bar.update(1)
+                if cfg.keep_every and self.step % cfg.keep_every == 0:
+                    self.save_snapshot()
                 timed_out = cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60
                 if self.step % cfg.eval_every == 0 or timed_out or self.step >= cfg.max_steps:
                     if self._evaluate_and_checkpoint(metrics_path, bar):
@@ -436,8 +438,6 @@ class Trainer:
                         break
                 elif self.step % cfg.ckpt_every == 0:
                     self.save("last.pt")
-                if cfg.keep_every and self.step % cfg.keep_every == 0:
-                    self.save_snapshot()
                 if timed_out:
                     stop_reason = "max_minutes"
                     break
