@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Optional
@@ -53,15 +52,19 @@ def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int
 
 def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional[int] = None, forms=None,
              split: Optional[str] = None, writers=None, on_sample=None) -> dict:
-    """Run every sample of ``datasets`` (paths) through ``rec``; returns the figures as a dict."""
+    """Run every sample of ``datasets`` (paths) through ``rec``; returns the figures as a dict.
+
+    Every data set is opened and its filters checked before the first sample is evaluated, so a
+    bad one fails at once, not after the others have run."""
     from runtime.ink_io import iter_corpus_samples  # the readers load only when evaluating
 
+    sources = [iter_corpus_samples(path, forms=forms, split=split, writers=writers) for path in datasets]
     counter = ErrorCounter()
     pen_samples = 0
     ink_seconds = 0.0
     busy = 0.0
-    for path in datasets:
-        for n, (points, text, sample_id) in enumerate(iter_corpus_samples(path, forms=forms, split=split, writers=writers)):
+    for samples in sources:
+        for n, (points, text, sample_id) in enumerate(samples):
             if limit is not None and n >= limit:
                 break
             points = np.ascontiguousarray(points, dtype=np.float64)
@@ -127,11 +130,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     endpoint = EndpointConfig() if args.endpoints else NO_ENDPOINTS
-    missing = [d for d in args.data if not os.path.exists(d)]
-    if missing:  # before loading anything, not after the first data set has been evaluated
-        print(f"{PROG}: {missing[0]}: no such file or folder", file=sys.stderr)
-        return 2
-
     def show(sample_id, ref, hyp):
         print(f"{sample_id}\n  ref: {ref}\n  hyp: {hyp}")
 
@@ -141,10 +139,6 @@ def run(args) -> int:
         writers = None if args.writers is None else [w.strip() for w in args.writers.split(",") if w.strip()]
         if writers is not None and not writers:
             raise ValueError(f"--writers {args.writers!r} names no writer")
-        from runtime.ink_io import iter_corpus_samples
-
-        for path in args.data:  # every DATA's filters are checked before the first is evaluated
-            next(iter_corpus_samples(path, forms=args.forms, split=args.split, writers=writers), None)
         res = evaluate(rec, args.data, burst=args.burst, limit=args.limit, forms=args.forms, split=args.split,
                        writers=writers, on_sample=show if args.verbose else None)
     except (OSError, ValueError) as exc:  # a bad model, data file or option: InkFormatError, ModelFileError

@@ -93,6 +93,9 @@ def iter_corpus_samples(path: PathLike, forms: FormsArg = None, split: Optional[
     and is read whole. ``writers`` keeps the samples of these writers (a name the file does not
     have is an error, so a typo cannot silently evaluate nothing). Any other path is read with
     :func:`read_ink_file`.
+
+    The file is opened and the filters are checked when this is called, not at the first
+    ``next()``: a caller can open every data set first and fail before evaluating any.
     """
     p = Path(path)
     wanted = None if writers is None else set(writers)
@@ -106,15 +109,12 @@ def iter_corpus_samples(path: PathLike, forms: FormsArg = None, split: Optional[
         if wanted is not None:
             _check_writers(p, wanted, set(corpus.writers.tolist()))
             idx = [i for i in idx if str(corpus.writers[i]) in wanted]
-        for i in idx:
-            yield corpus.points(int(i)), str(corpus.texts[i]), str(corpus.ids[i])
-        return
+        return ((corpus.points(int(i)), str(corpus.texts[i]), str(corpus.ids[i])) for i in idx)
     inks = read_ink_file(p, forms=forms)
     if wanted is not None:
         _check_writers(p, wanted, {ink.writer for ink in inks})
         inks = [ink for ink in inks if ink.writer in wanted]
-    for ink in inks:
-        yield ink.to_points().astype(np.float32), ink.text, ink.id
+    return ((ink.to_points().astype(np.float32), ink.text, ink.id) for ink in inks)
 
 
 def _check_writers(path: Path, wanted: set, present: set) -> None:
