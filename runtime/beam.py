@@ -229,10 +229,16 @@ class CtcPrefixBeamDecoder:
             # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made
             floor = best - self.prune_beam
             word_char, lexicon = self._word_char, self.lexicon
+            best_char = max(row[c] for c in cands)
             for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
+                length_bonus = bonus * (len(prefix) + 1)
+                word_bonus = self.lexicon_bonus if hyp.word and hyp.word in lexicon else 0.0
+                # no extension of this prefix can score more than this (LM log-probabilities are
+                # <= 0), so a prefix far below the best makes none and costs no LM lookups
+                if total + best_char + hyp.lm + length_bonus + word_bonus < floor - 1e-9:
+                    continue
                 last = prefix[-1] if prefix else -1
                 lm_row = None
-                length_bonus = bonus * (len(prefix) + 1)
                 for c in cands:
                     p = row[c] + (pb if c == last else total)  # a repeat needs a blank in between
                     if p == _NEG_INF:
@@ -247,8 +253,8 @@ class CtcPrefixBeamDecoder:
                                 if lm_row is None:
                                     lm_row = hyp.lm_row = self._lm_row(hyp.history)
                             lm_score += lm_weight * lm_row[c]
-                        if not word_char[c] and hyp.word and hyp.word in lexicon:
-                            lm_score += self.lexicon_bonus
+                        if word_bonus and not word_char[c]:
+                            lm_score += word_bonus
                         if p + lm_score + length_bonus < floor:
                             continue
                         beams[ext_prefix] = _Hypothesis(_NEG_INF, p, lm_score, None, None, (frame, emissions), p,
