@@ -82,6 +82,7 @@ class BeamState:
 
     beams: dict = field(default_factory=dict)  # prefix (tuple of ids) -> _Hypothesis
     frames: int = 0
+    best: Optional[tuple] = None  # (text, emissions tuple) of the last result(), until frames arrive
 
 
 class CtcPrefixBeamDecoder:
@@ -144,14 +145,18 @@ class CtcPrefixBeamDecoder:
         lp = np.asarray(log_probs, dtype=np.float64)
         if lp.ndim != 2 or lp.shape[0] == 0:
             return
+        state.best = None
         # candidate extensions: the characters at or above char_threshold, the likeliest
         # max_chars_per_frame of them, tried in id order
         above = lp >= self.char_threshold
         above[:, self.alphabet.blank] = False
-        cands: list = [[] for _ in range(lp.shape[0])]
-        frames_idx, chars_idx = np.nonzero(above)
-        for t, c in zip(frames_idx.tolist(), chars_idx.tolist()):
-            cands[t].append(c)
+        if lp.shape[0] == 1:  # the streaming case: one frame per call
+            cands = [np.flatnonzero(above[0]).tolist()]
+        else:
+            cands = [[] for _ in range(lp.shape[0])]
+            frames_idx, chars_idx = np.nonzero(above)
+            for t, c in zip(frames_idx.tolist(), chars_idx.tolist()):
+                cands[t].append(c)
         rows = lp.tolist()
         k = self.max_chars_per_frame
         for t, row in enumerate(rows):
@@ -163,19 +168,21 @@ class CtcPrefixBeamDecoder:
 
     def result(self, state: BeamState):
         """``(text, emissions)`` of the best hypothesis so far (an unfinished last word found in the
-        lexicon counts as found)."""
-        best = max(state.beams.items(), key=lambda kv: self._final_score(kv[1], len(kv[0])))
-        prefix, hyp = best
-        return self.alphabet.decode(prefix), _emission_list(hyp.emissions)
+        lexicon counts as found). Kept until more frames arrive: a live loop asks after every burst
+        of pen samples, and most bursts complete no frame."""
+        if state.best is None:
+            bonus, lexicon = self.insertion_bonus, self.lexicon
+            best_score, prefix, hyp = _NEG_INF, None, None
+            for p, h in state.beams.items():
+                score = _logaddexp(h.pb, h.pnb) + h.lm + bonus * len(p)
+                if h.word and h.word in lexicon:
+                    score += self.lexicon_bonus
+                if prefix is None or score > best_score:
+                    best_score, prefix, hyp = score, p, h
+            state.best = (self.alphabet.decode(prefix), tuple(_emission_list(hyp.emissions)))
+        return state.best[0], list(state.best[1])
 
     # ---- search ------------------------------------------------------------------------------
-    def _score(self, hyp: _Hypothesis, length: int) -> float:
-        return _logaddexp(hyp.pb, hyp.pnb) + hyp.lm + self.insertion_bonus * length
-
-    def _final_score(self, hyp: _Hypothesis, length: int) -> float:
-        bonus = self.lexicon_bonus if hyp.word and hyp.word in self.lexicon else 0.0
-        return self._score(hyp, length) + bonus
-
     def _lm_row(self, history: str) -> list:
         """The LM's log P(next id | history) as a Python list (cached: indexing numpy per
         extension costs more than the search itself)."""

@@ -11,6 +11,7 @@ and kept by the stream. Every decoder offers:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -23,6 +24,7 @@ class GreedyState:
     frames: int = 0
     ids: list = field(default_factory=list)
     emissions: list = field(default_factory=list)
+    text: Optional[str] = None  # decoded ids, kept until the next frames arrive
 
 
 class CtcGreedyDecoder:
@@ -40,6 +42,8 @@ class CtcGreedyDecoder:
         # one argmax in numpy, the merge in Python: streaming calls carry a frame or two, where
         # numpy's per-call overhead would cost more than the loop
         best = np.asarray(log_probs).argmax(axis=-1).tolist()
+        if best:
+            state.text = None
         blank, prev, frame = self.alphabet.blank, state.prev, state.frames
         for label in best:
             if label != blank and label != prev:
@@ -50,4 +54,6 @@ class CtcGreedyDecoder:
         state.prev, state.frames = prev, frame
 
     def result(self, state: GreedyState):
-        return self.alphabet.decode(state.ids), list(state.emissions)
+        if state.text is None:
+            state.text = self.alphabet.decode(state.ids)
+        return state.text, list(state.emissions)

@@ -24,7 +24,7 @@ import numpy as np
 
 from runtime.live import setup_error_message
 from runtime.metrics import ErrorCounter
-from runtime.recognizer import EndpointConfig, StreamingRecognizer
+from runtime.recognizer import DEFAULT_DECODER, EndpointConfig, StreamingRecognizer
 
 NO_ENDPOINTS = EndpointConfig(pause_s=1e9, line_break=False)
 
@@ -87,7 +87,8 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
 
 def add_decoder_arguments(parser: argparse.ArgumentParser) -> None:
     """Decoder options shared by ``eval`` and other commands (map one to one onto the decoders)."""
-    parser.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    parser.add_argument("--decoder", choices=("greedy", "beam"), default=DEFAULT_DECODER,
+                        help=f"CTC decoder (default: {DEFAULT_DECODER}, the prefix beam search with the character LM)")
     parser.add_argument("--beam-width", type=int, default=None, help="beam: hypotheses kept per frame")
     parser.add_argument("--lm-weight", type=float, default=None, help="beam: scale of the character LM (0 = none)")
     parser.add_argument("--insertion-bonus", type=float, default=None, help="beam: bonus per character")

@@ -33,6 +33,10 @@ from runtime.decoders import CtcGreedyDecoder
 from runtime.features import NUM_FEATURES, FeatureExtractor
 from runtime.model import OnnxModel
 
+# The prefix beam search with the character LM: about 30 % fewer character errors than greedy
+# on every held-out set in the README, for about a fifth more CPU per pen sample.
+DEFAULT_DECODER = "beam"
+
 
 @dataclass(frozen=True)
 class EndpointConfig:
@@ -195,9 +199,14 @@ class InkStream:
 
 
 class StreamingRecognizer:
-    """Holds the model and decoder, serves any number of :class:`InkStream` objects."""
+    """Holds the model and decoder, serves any number of :class:`InkStream` objects.
 
-    def __init__(self, model_path: Optional[str | os.PathLike] = None, decoder: str = "greedy",
+    ``decoder`` is ``"beam"`` (the default: CTC prefix beam search with the shipped character
+    language model; ``decoder_options`` go to :class:`runtime.beam.CtcPrefixBeamDecoder`) or
+    ``"greedy"`` (best path: the least CPU, no language model).
+    """
+
+    def __init__(self, model_path: Optional[str | os.PathLike] = None, decoder: str = DEFAULT_DECODER,
                  endpoint: EndpointConfig = EndpointConfig(), threads: int = 1, spinning: bool = False,
                  decoder_options: Optional[dict] = None):
         self.model = OnnxModel(model_path, threads=threads, spinning=spinning)

@@ -202,7 +202,7 @@ def test_export_parity_metadata_and_runtime_load(tiny_run, tmp_path):
     from runtime.features import extract
 
     model = model_from_checkpoint(load_checkpoint(tiny_run / "best.pt"))
-    rec = StreamingRecognizer(res["onnx"])
+    rec = StreamingRecognizer(res["onnx"], decoder="greedy")  # compared with the torch greedy decode
     c = load_corpus(WORDS)
     for i in range(5):
         p = c.points(i)
