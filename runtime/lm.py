@@ -115,8 +115,10 @@ def save_lm(path, arrays: dict) -> None:
 
 
 # ---- run time --------------------------------------------------------------------------------
-def _read_lm(path: str) -> tuple[list, np.ndarray, int]:
-    """``(histories, probs, order)`` of an LM file; ValueError naming the file and the missing or bad part."""
+def _read_lm(path: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(histories, table, order)`` of an LM file: the histories as a sorted ``bytes`` array and
+    their quantised ``-ln p`` rows (uint8) in the same order. ValueError naming the file and the
+    missing or bad part."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -142,8 +144,11 @@ def _read_lm(path: str) -> tuple[list, np.ndarray, int]:
         raise ValueError(f"{path}: LM lacks the empty history '' that every lookup backs off to")
     if order < 2:
         raise ValueError(f"{path}: LM 'order' must be >= 2, got {order}")
-    probs = np.exp(-table.astype(np.float64) / QUANT_STEPS)
-    return histories, probs / probs.sum(axis=1, keepdims=True), order
+    # kept compact (the table as stored, histories as a sorted byte array for binary search): a
+    # dict of 85,000 strings and a float64 table would cost about 30 MB of a small board's memory
+    keys = np.asarray(arrays["histories"])
+    order_of = np.argsort(keys, kind="stable")
+    return keys[order_of], np.ascontiguousarray(table[order_of]), order
 
 
 class CharLanguageModel:
@@ -166,10 +171,9 @@ class CharLanguageModel:
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"character LM file {self.path} does not exist (give another with lm_path=, "
                                     f"or decode without an LM: lm_weight=0)")
-        histories, self._probs, self.order = _read_lm(self.path)
+        self._histories, self._table, self.order = _read_lm(self.path)
         if not 0 < floor < 1:
             raise ValueError(f"CharLanguageModel: floor must be in (0, 1), got {floor}")
-        self._row = {h: i for i, h in enumerate(histories)}
         self.alphabet = alphabet or Alphabet()
         self.floor = floor
         chars = self.alphabet.chars
@@ -201,10 +205,16 @@ class CharLanguageModel:
         return BOUNDARY
 
     def _lookup(self, history: str) -> np.ndarray:
-        h = history[-(self.order - 1):]
-        while h not in self._row:
+        """P(next symbol | the longest stored suffix of ``history``) over the LM's symbols."""
+        h = history[-(self.order - 1):].encode("ascii")
+        keys = self._histories
+        while True:  # the empty history is always stored, so this ends
+            i = int(np.searchsorted(keys, h))
+            if i < len(keys) and keys[i] == h:
+                break
             h = h[1:]
-        return self._probs[self._row[h]]
+        p = np.exp(-self._table[i].astype(np.float64) / QUANT_STEPS)
+        return p / p.sum()
 
     def advance(self, history: str, char_id: int) -> str:
         """The history after character ``char_id`` (an alphabet id) is written."""
