@@ -29,6 +29,7 @@ from runtime.alphabet import Alphabet
 from runtime.lm import CharLanguageModel, load_lexicon
 
 _NEG_INF = float("-inf")
+LM_ROW_CACHE = 1024  # LM histories whose rows the decoder keeps as lists (about 3 KB each)
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -114,6 +115,8 @@ class CtcPrefixBeamDecoder:
             raise ValueError(f"max_chars_per_frame must be >= 1, got {max_chars_per_frame}")
         if not prune_beam > 0:
             raise ValueError(f"prune_beam must be > 0, got {prune_beam}")
+        if lexicon_bonus < 0:
+            raise ValueError(f"lexicon_bonus must be >= 0, got {lexicon_bonus}")
         self.alphabet = alphabet
         self.beam_width = int(beam_width)
         self.lm_weight = float(lm_weight)
@@ -145,6 +148,8 @@ class CtcPrefixBeamDecoder:
         lp = np.asarray(log_probs, dtype=np.float64)
         if lp.ndim != 2 or lp.shape[0] == 0:
             return
+        if lp.shape[1] != self.alphabet.size:  # checked first: _step updates the beam in place
+            raise ValueError(f"log-probabilities have {lp.shape[1]} classes, the alphabet {self.alphabet.size}")
         state.best = None
         # candidate extensions: the characters at or above char_threshold, the likeliest
         # max_chars_per_frame of them, tried in id order
@@ -185,9 +190,12 @@ class CtcPrefixBeamDecoder:
     # ---- search ------------------------------------------------------------------------------
     def _lm_row(self, history: str) -> list:
         """The LM's log P(next id | history) as a Python list (cached: indexing numpy per
-        extension costs more than the search itself)."""
+        extension costs more than the search itself; the cache is emptied when it reaches
+        LM_ROW_CACHE entries, so a long session's memory stays bounded)."""
         row = self._lm_rows.get(history)
         if row is None:
+            if len(self._lm_rows) >= LM_ROW_CACHE:
+                self._lm_rows.clear()
             row = self._lm_rows[history] = self.lm.log_probs(history).tolist()
         return row
 
@@ -240,10 +248,10 @@ class CtcPrefixBeamDecoder:
             for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
                 length_bonus = bonus * (len(prefix) + 1)
                 word_bonus = self.lexicon_bonus if hyp.word and hyp.word in lexicon else 0.0
-                # no extension of this prefix can score more than this (LM log-probabilities are
-                # <= 0), so a prefix far below the best makes none and costs no LM lookups
-                if total + best_char + hyp.lm + length_bonus + word_bonus < floor - 1e-9:
-                    continue
+                # no new prefix from this one can score more than this (LM log-probabilities are
+                # <= 0, the lexicon bonus >= 0): a prefix far below the best makes none and costs
+                # no LM lookups; its paths into prefixes already in the beam still count
+                hopeless = total + best_char + hyp.lm + length_bonus + word_bonus < floor - 1e-9
                 last = prefix[-1] if prefix else -1
                 lm_row = None
                 for c in cands:
@@ -253,6 +261,8 @@ class CtcPrefixBeamDecoder:
                     ext_prefix = prefix + (c,)
                     ext = beams.get(ext_prefix)
                     if ext is None:
+                        if hopeless:
+                            continue
                         lm_score = hyp.lm
                         if lm is not None:
                             if lm_row is None:

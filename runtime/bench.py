@@ -2,8 +2,10 @@
 
 Absolute times on a shared machine are noise; ratios measured side by side are not. One run
 measures, on the shipped model (or ``--model``) and with the default decoder (or ``--decoder``),
-in rounds that take turns so that both sides of every ratio see the same machine (medians over
-the rounds; each ratio is the median of its per-round ratios):
+in rounds that take turns (the streaming costs, the floors, the re-run baseline, the real-time
+factors), so both sides of the ratios between them see the same machine: figures are medians
+over the rounds, and those ratios and the targets medians of per-round ratios. The batched
+streams, the torch step and the memory are measured once, after the rounds:
 
 * ``per_sample_us_chunk{1,4,16}``: the whole streaming path (features, onnxruntime, the decoder)
   per pen sample when samples arrive 1, 4 or 16 at a time;
@@ -413,11 +415,11 @@ def rss_mb(model_path: Optional[str], decoder: str = DEFAULT_DECODER) -> Optiona
 def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: str = DEFAULT_DECODER, log=print) -> dict:
     """All measurements of the module docstring; returns the figures (also the JSON line).
 
-    The streaming figures use ``decoder``. Everything that is compared (streaming against the
-    floors, against re-running, the real-time factors) is measured in rounds that take turns, so
-    a machine that speeds up or slows down during the run (shared hosts drift by 2x within
-    minutes) moves both sides of a ratio together; each figure is the median over the rounds, and
-    each ratio the median of its per-round ratios.
+    The streaming figures use ``decoder``. What is compared with what (streaming against the
+    floors and against re-running, the real-time factors of the decoders) is measured in rounds
+    that take turns, so a machine that speeds up or slows down during the run (shared hosts drift
+    by 2x within minutes) moves both sides of a ratio together; each figure is the median over the
+    rounds, and each of those ratios the median of its per-round ratios.
     """
     rounds = 3 if quick else 7
     rec = StreamingRecognizer(model_path, decoder=decoder, endpoint=NO_ENDPOINTS)
@@ -434,8 +436,9 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     log(f"model {rec.model.path} ({rec.model.info.num_layers}x{rec.model.info.hidden_size}), {decoder} decoder; "
         f"bench ink: {source}, {len(pts)} pen samples -> {frames} frames ({fps:.2f} frames per sample); "
         f"{rounds} rounds")
-    for _ in range(2):  # warm up
-        stream_cost(rec, pts, 4)
+    for r in decoders.values():  # warm up every recognizer the rounds use
+        for _ in range(2):
+            stream_cost(r, pts, 4)
     per_round: dict = {}
 
     def keep(key, value):
@@ -459,7 +462,7 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
                  "frames": frames, "frames_per_sample": fps, "rounds": rounds}
     for chunk in (1, 4, 16):
         res[f"per_sample_us_chunk{chunk}"] = med[f"chunk{chunk}"] / len(pts) * 1e6
-        res[f"per_frame_us_chunk{chunk}"] = med[f"chunk{chunk}"] / frames * 1e6
+        res[f"per_frame_us_chunk{chunk}"] = med[f"chunk{chunk}"] / max(frames, 1) * 1e6
     res["floor_us_per_frame"] = med["floor"]
     res["step_us_1frame"] = med["step1"]
     res["step_us_1frame_ort_values"] = ort_values_step_us(rec, 3 if quick else 9)
@@ -488,6 +491,7 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     chunk1 = [t / n * 1e6 for t in per_round["chunk1"]]
     chunk4 = [t / n * 1e6 for t in per_round["chunk4"]]
     fl, ov = per_round["floor"], per_round["overhead"]
+    fps = max(fps, 1e-9)  # ink that makes no frame would make every per-sample floor zero
     res["chunk1_over_floor_per_sample_plus_2_calls"] = statistics.median(
         c / (f * fps + 2 * o) for c, f, o in zip(chunk1, fl, ov))
     res["chunk4_over_floor_per_sample"] = statistics.median(c / (f * fps) for c, f in zip(chunk4, fl))

@@ -40,6 +40,7 @@ BOUNDARY = " "
 AFTER_OTHER = "#"  # history marker: the last character was a digit or punctuation
 LM_FORMAT = "inkstream-charlm-1"
 QUANT_STEPS = 12.0  # the file stores -ln p quantised to 1/12 nat
+CACHE_SIZE = 4096  # histories whose distributions (and next histories) are kept; emptied when full
 _WORD_RE = re.compile(r"[a-z']+")
 
 
@@ -157,7 +158,8 @@ class CharLanguageModel:
     A *history* is a short string kept per hypothesis; :meth:`advance` updates it with one
     character and :meth:`log_probs` returns ``(alphabet.size,)`` natural-log probabilities of the
     next character (index 0, the CTC blank, is ``-inf``). Results are cached per history, so the
-    cost per call is a dict lookup once warm.
+    cost per call is a dict lookup once warm; the caches are emptied when they reach
+    ``CACHE_SIZE`` entries, so memory stays bounded over a long session.
 
     ``floor`` is the probability mass spread uniformly over all characters; ``upper_at_start`` and
     ``upper_inside`` are the chances that a letter is a capital at a word start / inside a word.
@@ -221,6 +223,8 @@ class CharLanguageModel:
         key = (history, char_id)
         out = self._advance_cache.get(key)
         if out is None:
+            if len(self._advance_cache) >= CACHE_SIZE:  # bounded memory over a long session
+                self._advance_cache.clear()
             ch = self.alphabet.chars[char_id - 1].lower()
             if ch == BOUNDARY:
                 out = BOUNDARY
@@ -243,6 +247,8 @@ class CharLanguageModel:
         """Natural-log P(next character | history) over alphabet ids (blank = -inf)."""
         out = self._cache.get(history)
         if out is None:
+            if len(self._cache) >= CACHE_SIZE:  # bounded memory over a long session
+                self._cache.clear()
             if history == AFTER_OTHER:
                 p_sym, word_start = self._after_other, True
             else:

@@ -128,6 +128,96 @@ def test_beam_options_are_checked():
         CtcPrefixBeamDecoder(Alphabet(), lm_weight=-1)
     with pytest.raises(ValueError, match="prune_beam"):
         CtcPrefixBeamDecoder(Alphabet(), lm_weight=0, prune_beam=0)
+    with pytest.raises(ValueError, match="lexicon_bonus"):
+        CtcPrefixBeamDecoder(Alphabet(), lm_weight=0, lexicon_bonus=-1)
+    dec = CtcPrefixBeamDecoder(Alphabet("ab"), lm_weight=0)
+    state = dec.new_state()
+    with pytest.raises(ValueError, match="classes"):  # refused before the beam is touched
+        dec.accept(state, np.zeros((1, 5)))
+    assert dec.result(state) == ("", [])
+
+
+def _reference_beam(alphabet, lm, lp, beam_width=8, lm_weight=0.5, insertion_bonus=1.0, char_threshold=-10.0,
+                    max_chars=6):
+    """The textbook CTC prefix beam search with an LM, written plainly (no pruning, no caching,
+    new dicts every frame): what the fast decoder must compute."""
+    neg = -math.inf
+    beams = {(): (0.0, neg, 0.0, lm.initial_history())}  # prefix -> pb, pnb, LM score, LM history
+
+    def score(prefix, v):
+        return np.logaddexp(v[0], v[1]) + v[2] + insertion_bonus * len(prefix)
+
+    for row in lp:
+        ranked_chars = sorted((c for c in range(1, alphabet.size) if row[c] >= char_threshold),
+                              key=lambda c: -row[c])[:max_chars]
+        nxt = {}
+        for prefix, (pb, pnb, lms, hist) in beams.items():
+            total = np.logaddexp(pb, pnb)
+            e = nxt.setdefault(prefix, [neg, neg, lms, hist])
+            e[0] = np.logaddexp(e[0], total + row[0])
+            last = prefix[-1] if prefix else -1
+            if prefix:
+                e[1] = np.logaddexp(e[1], pnb + row[last])
+            for c in sorted(ranked_chars):
+                p = row[c] + (pb if c == last else total)
+                ext = nxt.setdefault(prefix + (c,), [neg, neg, lms + lm_weight * lm.log_probs(hist)[c],
+                                                     lm.advance(hist, c)])
+                ext[1] = np.logaddexp(ext[1], p)
+        beams = dict(sorted(nxt.items(), key=lambda kv: score(*kv), reverse=True)[:beam_width])
+    return alphabet.decode(max(beams.items(), key=lambda kv: score(*kv))[0])
+
+
+def _ambiguous(alphabet, seed, frames=30):
+    """Log-probs where every other frame is split between three letters: the search and the LM
+    decide the text (greedy and the LM-free beam read something else)."""
+    rng = np.random.default_rng(seed)
+    letters = alphabet.encode("etaoinshrdlu ")
+    probs = np.full((frames, alphabet.size), 1e-6)
+    for t in range(frames):
+        if t % 2:
+            probs[t, 0] = 1.0
+        else:
+            probs[t, rng.choice(letters, size=3, replace=False)] = rng.dirichlet(np.ones(3))
+            probs[t, 0] = 0.2
+    return np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+def test_beam_equals_the_textbook_search(lm):
+    """With pruning off, the in-place, lazily-extended search finds what the plain one finds, fed
+    whole or in random chunks; with the default pruning too on these inputs."""
+    alphabet = lm.alphabet
+    rng = np.random.default_rng(7)
+    no_lm = CtcPrefixBeamDecoder(alphabet, lm_weight=0)
+    for seed in range(6):
+        lp = _ambiguous(alphabet, seed)
+        want = _reference_beam(alphabet, lm, lp)
+        plain = no_lm.new_state()
+        no_lm.accept(plain, lp)
+        assert no_lm.result(plain)[0] != want  # the LM matters here
+        for prune in (math.inf, 10.0):
+            dec = CtcPrefixBeamDecoder(alphabet, lm=lm, prune_beam=prune)
+            state = dec.new_state()
+            start = 0
+            while start < len(lp):
+                n = int(rng.integers(1, 5))
+                dec.accept(state, lp[start:start + n])
+                start += n
+            assert dec.result(state)[0] == want
+
+
+def test_lm_caches_stay_bounded(lm, monkeypatch):
+    import runtime.beam as beam_module
+    import runtime.lm as lm_module
+
+    monkeypatch.setattr(beam_module, "LM_ROW_CACHE", 8)
+    monkeypatch.setattr(lm_module, "CACHE_SIZE", 16)
+    fresh = CharLanguageModel(alphabet=lm.alphabet)
+    dec = CtcPrefixBeamDecoder(lm.alphabet, lm=fresh)
+    state = dec.new_state()
+    dec.accept(state, _peaked(lm.alphabet, "many different words make many histories", confidence=0.6))
+    assert 0 < len(dec._lm_rows) <= 8
+    assert 0 < len(fresh._cache) <= 16 and 0 < len(fresh._advance_cache) <= 16
+    assert dec.result(state)[0]  # still decodes
 
 
 def test_prune_beam_makes_fewer_hypotheses_and_keeps_the_answer(lm, monkeypatch):

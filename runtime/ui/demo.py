@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from runtime.live import error_counts, serial_error_count, setup_error_message
-from runtime.recognizer import StreamingRecognizer
+from runtime.recognizer import DEFAULT_DECODER, StreamingRecognizer
 from runtime.ui.sources import DEMO_SAMPLES, open_live_source
 from runtime.ui.session import RecognitionSession, SessionConfig
 
@@ -77,10 +77,11 @@ class TerminalPrinter:
 
 def run_terminal(samples_path: str = str(DEMO_SAMPLES), speed: float = 1.0, loop: bool = False,
                  model: Optional[str] = None, out: TextIO = sys.stdout,
-                 recognizer: Optional[StreamingRecognizer] = None) -> DemoResult:
+                 recognizer: Optional[StreamingRecognizer] = None, decoder: str = DEFAULT_DECODER,
+                 decoder_options: Optional[dict] = None) -> DemoResult:
     """Replay ``samples_path`` through the emulated tablet and the real serial path, printing the
     hypothesis to ``out``. Returns when the replay is over (never with ``loop``: Ctrl-C)."""
-    recognizer = recognizer or StreamingRecognizer(model)
+    recognizer = recognizer or StreamingRecognizer(model, decoder=decoder, decoder_options=decoder_options)
     live = open_live_source(f"emulator:{samples_path}", speed=speed, loop=loop)
     rows_expected = sum(ink.num_points for ink in live.inks)
     printer = TerminalPrinter(out, rows_expected, interactive=getattr(out, "isatty", lambda: False)())
@@ -150,7 +151,10 @@ def run(args) -> int:
         raise SystemExit(f"inkstream demo: --speed must be > 0, got {args.speed}")
     if args.no_ui:
         try:
-            run_terminal(args.samples, speed=args.speed, loop=args.loop, model=args.model)
+            from runtime.evaluate import decoder_options
+
+            run_terminal(args.samples, speed=args.speed, loop=args.loop, model=args.model, decoder=args.decoder,
+                         decoder_options=decoder_options(args))
         except KeyboardInterrupt:
             print("\ninkstream demo: stopped")
         except (OSError, ValueError) as exc:  # the model, the samples, the pty

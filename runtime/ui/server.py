@@ -341,6 +341,9 @@ def add_server_arguments(parser) -> None:
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=defaults.port, help=f"port (default {defaults.port}; 0: any free)")
     parser.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
+    from runtime.evaluate import add_decoder_arguments
+
+    add_decoder_arguments(parser)
 
 
 def configure(parser) -> None:
@@ -389,7 +392,9 @@ def open_server(args, spec: str, loop: bool = False, prog: str = "inkstream serv
     live = None
     try:
         config = ServerConfig(host=args.host, port=args.port)
-        recognizer = StreamingRecognizer(args.model)
+        from runtime.evaluate import decoder_options
+
+        recognizer = StreamingRecognizer(args.model, decoder=args.decoder, decoder_options=decoder_options(args))
         live = open_live_source(spec, speed=args.speed, loop=loop)
         return LiveServer(live, recognizer, config)
     except (OSError, ValueError) as exc:  # ModelFileError and InkFormatError are ValueErrors
