@@ -20,6 +20,7 @@ cost per frame is small and constant. (Measured on 300 IAM-OnDB validation lines
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,7 +30,7 @@ from runtime.alphabet import Alphabet
 from runtime.lm import CharLanguageModel, load_lexicon
 
 _NEG_INF = float("-inf")
-LM_ROW_CACHE = 1024  # LM histories whose rows the decoder keeps as lists (about 3 KB each)
+LM_ROW_CACHE = 4096  # LM rows per cache generation (under 1 KB each; two generations)
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -136,7 +137,8 @@ class CtcPrefixBeamDecoder:
         # characters that end a word (space, punctuation, digits); letters and apostrophes continue it
         self._word_char = [False] + [c.isalpha() or c == "'" for c in chars]
         self._lower = [""] + [c.lower() for c in chars]
-        self._lm_rows: dict = {}  # LM history -> its log_probs as a Python list
+        self._lm_rows: dict = {}  # LM history -> its log_probs as an array('d') (see _lm_row)
+        self._lm_rows_old: dict = {}
 
     # ---- interface ---------------------------------------------------------------------------
     def new_state(self) -> BeamState:
@@ -188,15 +190,19 @@ class CtcPrefixBeamDecoder:
         return state.best[0], list(state.best[1])
 
     # ---- search ------------------------------------------------------------------------------
-    def _lm_row(self, history: str) -> list:
-        """The LM's log P(next id | history) as a Python list (cached: indexing numpy per
-        extension costs more than the search itself; the cache is emptied when it reaches
-        LM_ROW_CACHE entries, so a long session's memory stays bounded)."""
+    def _lm_row(self, history: str) -> array:
+        """The LM's log P(next id | history) as an ``array('d')``, cached: indexing numpy per
+        extension costs more than the search itself. Two generations of at most LM_ROW_CACHE
+        rows each (the older is dropped when the newer fills; a row used again moves up), so a
+        long session's memory stays bounded while the rows in use stay cached."""
         row = self._lm_rows.get(history)
         if row is None:
+            row = self._lm_rows_old.get(history)
+            if row is None:
+                row = array("d", self.lm.log_probs(history).tobytes())
             if len(self._lm_rows) >= LM_ROW_CACHE:
-                self._lm_rows.clear()
-            row = self._lm_rows[history] = self.lm.log_probs(history).tolist()
+                self._lm_rows_old, self._lm_rows = self._lm_rows, {}
+            self._lm_rows[history] = row
         return row
 
     def _materialise(self, hyp: _Hypothesis) -> None:
@@ -245,14 +251,30 @@ class CtcPrefixBeamDecoder:
             floor = best - self.prune_beam
             word_char, lexicon = self._word_char, self.lexicon
             best_char = max(row[c] for c in cands)
+            children = cand_set = None
             for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
                 length_bonus = bonus * (len(prefix) + 1)
                 word_bonus = self.lexicon_bonus if hyp.word and hyp.word in lexicon else 0.0
                 # no new prefix from this one can score more than this (LM log-probabilities are
                 # <= 0, the lexicon bonus >= 0): a prefix far below the best makes none and costs
                 # no LM lookups; its paths into prefixes already in the beam still count
-                hopeless = total + best_char + hyp.lm + length_bonus + word_bonus < floor - 1e-9
                 last = prefix[-1] if prefix else -1
+                if total + best_char + hyp.lm + length_bonus + word_bonus < floor - 1e-9:
+                    if children is None:  # which prefixes of the beam extend which, made once a frame
+                        children = {}
+                        for q, _ in parents:
+                            if q:
+                                children.setdefault(q[:-1], []).append(q[-1])
+                        cand_set = set(cands)
+                    for c in children.get(prefix, ()):
+                        if c in cand_set:
+                            p = row[c] + (pb if c == last else total)
+                            if p != _NEG_INF:
+                                ext = beams[prefix + (c,)]
+                                ext.pnb = _logaddexp(ext.pnb, p)
+                                if p > ext.emit_score:
+                                    ext.emissions, ext.emit_score = (frame, emissions), p
+                    continue
                 lm_row = None
                 for c in cands:
                     p = row[c] + (pb if c == last else total)  # a repeat needs a blank in between
@@ -261,8 +283,6 @@ class CtcPrefixBeamDecoder:
                     ext_prefix = prefix + (c,)
                     ext = beams.get(ext_prefix)
                     if ext is None:
-                        if hopeless:
-                            continue
                         lm_score = hyp.lm
                         if lm is not None:
                             if lm_row is None:

@@ -215,7 +215,7 @@ def test_lm_caches_stay_bounded(lm, monkeypatch):
     dec = CtcPrefixBeamDecoder(lm.alphabet, lm=fresh)
     state = dec.new_state()
     dec.accept(state, _peaked(lm.alphabet, "many different words make many histories", confidence=0.6))
-    assert 0 < len(dec._lm_rows) <= 8
+    assert 0 < len(dec._lm_rows) <= 8 and len(dec._lm_rows_old) <= 8
     assert 0 < len(fresh._cache) <= 16 and 0 < len(fresh._advance_cache) <= 16
     assert dec.result(state)[0]  # still decodes
 
