@@ -34,7 +34,7 @@ from runtime.features import NUM_FEATURES, FeatureExtractor
 from runtime.model import OnnxModel
 
 # The prefix beam search with the character LM: 18-31 % fewer character errors than greedy on
-# the held-out sets of the README's model card, for about a third more CPU per pen sample.
+# the held-out sets of the README's model card, for 15-50 % more CPU per pen sample (bench).
 DEFAULT_DECODER = "beam"
 
 
