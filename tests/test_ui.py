@@ -316,10 +316,12 @@ def browser():
 
 
 def wait_for(driver, script, timeout=30.0):
-    """Poll a JS expression until it is truthy; returns its value."""
+    """Poll a JS expression until it is truthy; returns its value. A name the page has not
+    defined yet (its script still loading) counts as not yet, any other error is raised."""
     deadline = time.monotonic() + timeout
+    guarded = f"try {{ return ({script}); }} catch (e) {{ if (e instanceof ReferenceError) return null; throw e; }}"
     while time.monotonic() < deadline:
-        value = driver.execute_script("return " + script)
+        value = driver.execute_script(guarded)
         if value:
             return value
         time.sleep(0.1)
