@@ -31,6 +31,14 @@ def _peaked(alphabet, text, frames_per_char=3, confidence=0.9, seed=0):
     return np.log(probs)
 
 
+def _feed_in_random_chunks(dec, state, lp, rng, longest):
+    start = 0
+    while start < len(lp):
+        n = int(rng.integers(1, longest + 1))
+        dec.accept(state, lp[start:start + n])
+        start += n
+
+
 @pytest.fixture(scope="module")
 def lm():
     return CharLanguageModel()  # the shipped LM
@@ -63,11 +71,7 @@ def test_beam_chunked_equals_whole(lm):
     rng = np.random.default_rng(1)
     for _ in range(3):
         chunked = dec.new_state()
-        start = 0
-        while start < len(lp):
-            n = int(rng.integers(1, 6))
-            dec.accept(chunked, lp[start:start + n])
-            start += n
+        _feed_in_random_chunks(dec, chunked, lp, rng, longest=5)
         assert dec.result(chunked) == dec.result(whole)
     text, emissions = dec.result(whole)
     assert len(emissions) == len(text) and emissions == sorted(emissions)
@@ -197,11 +201,7 @@ def test_beam_equals_the_textbook_search(lm):
         for prune in (math.inf, 10.0):
             dec = CtcPrefixBeamDecoder(alphabet, lm=lm, prune_beam=prune)
             state = dec.new_state()
-            start = 0
-            while start < len(lp):
-                n = int(rng.integers(1, 5))
-                dec.accept(state, lp[start:start + n])
-                start += n
+            _feed_in_random_chunks(dec, state, lp, rng, longest=4)
             assert dec.result(state)[0] == want
 
 
