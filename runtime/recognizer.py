@@ -18,7 +18,8 @@ Typical use::
         line = rec.get_result(s); rec.reset(s)
 
 Cost per pen sample is constant: features are incremental, the LSTM state is carried, and all
-frames that have arrived run in one onnxruntime call.
+frames that have arrived run in one onnxruntime call (one call per frame for a model that
+quantizes per call, such as the int8 default: see ``OnnxModel.step``).
 """
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ print("ok")
 EOF
 
 echo "== inkstream eval (greedy, then beam with the shipped LM)"
-"$VENV/bin/inkstream" eval "$FIXTURE" --limit 3 --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c \
+"$VENV/bin/inkstream" eval "$FIXTURE" --limit 3 --decoder greedy --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c \
   'import json,sys; r=json.loads(sys.stdin.read()); assert {"cer","wer","samples","chars"} <= set(r), r; print("ok", r["samples"], "samples")'
 "$VENV/bin/inkstream" eval "$FIXTURE" --limit 2 --decoder beam --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c \
   'import json,sys; r=json.loads(sys.stdin.read()); assert r["samples"] == 2, r; print("ok beam")'
