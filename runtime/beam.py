@@ -69,6 +69,20 @@ class _Hypothesis:
         self.lm_row = lm_row
 
 
+def _score(prefix: tuple, hyp: _Hypothesis, insertion_bonus: float) -> float:
+    """The rank of a hypothesis in the beam (the module docstring's formula without the lexicon
+    bonus of an unfinished word, which only the final result counts)."""
+    return _logaddexp(hyp.pb, hyp.pnb) + hyp.lm + insertion_bonus * len(prefix)
+
+
+def _add_path(ext: _Hypothesis, p: float, emissions) -> None:
+    """Add a path of log-probability ``p`` that ends in ``ext``'s last character, emitted at the
+    frame that heads ``emissions``; the likeliest way in decides the alignment."""
+    ext.pnb = _logaddexp(ext.pnb, p)
+    if p > ext.emit_score:
+        ext.emissions, ext.emit_score = emissions, p
+
+
 def _emission_list(node) -> list:
     out = []
     while node is not None:
@@ -181,7 +195,7 @@ class CtcPrefixBeamDecoder:
             bonus, lexicon = self.insertion_bonus, self.lexicon
             best_score, prefix, hyp = _NEG_INF, None, None
             for p, h in state.beams.items():
-                score = _logaddexp(h.pb, h.pnb) + h.lm + bonus * len(p)
+                score = _score(p, h, bonus)
                 if h.word and h.word in lexicon:
                     score += self.lexicon_bonus
                 if prefix is None or score > best_score:
@@ -219,31 +233,18 @@ class CtcPrefixBeamDecoder:
         parents = list(beams.items())
         old = []  # (pb, total, emissions) of every prefix before this frame, for its extensions
         best = _NEG_INF
-        exp, log1p = math.exp, math.log1p
         # pass 1: every prefix stays (a blank, or its last character repeated); updated in place
         # because each prefix is kept by exactly one hypothesis
         for prefix, hyp in parents:
             pb, pnb = hyp.pb, hyp.pnb
-            if pb == _NEG_INF:
-                total = pnb
-            elif pnb == _NEG_INF:
-                total = pb
-            elif pb > pnb:
-                total = pb + log1p(exp(pnb - pb))
-            else:
-                total = pnb + log1p(exp(pb - pnb))
+            total = _logaddexp(pb, pnb)
             old.append((pb, total, hyp.emissions))
             stay = total + blank_lp
-            hyp.pb = stay
-            if prefix:  # the last character repeated without a blank stays the same prefix
-                repeat = pnb + row[prefix[-1]]
-                hyp.pnb = repeat
-                hyp.emit_score = stay if stay > repeat else repeat
-                score = _logaddexp(stay, repeat) + hyp.lm + bonus * len(prefix)
-            else:
-                hyp.pnb = _NEG_INF
-                hyp.emit_score = stay
-                score = stay + hyp.lm
+            # the last character repeated without a blank stays the same prefix
+            repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
+            hyp.pb, hyp.pnb = stay, repeat
+            hyp.emit_score = stay if stay > repeat else repeat
+            score = _score(prefix, hyp, bonus)
             if score > best:
                 best = score
         if cands:
@@ -270,10 +271,7 @@ class CtcPrefixBeamDecoder:
                         if c in cand_set:
                             p = row[c] + (pb if c == last else total)
                             if p != _NEG_INF:
-                                ext = beams[prefix + (c,)]
-                                ext.pnb = _logaddexp(ext.pnb, p)
-                                if p > ext.emit_score:
-                                    ext.emissions, ext.emit_score = (frame, emissions), p
+                                _add_path(beams[prefix + (c,)], p, (frame, emissions))
                     continue
                 lm_row = None
                 for c in cands:
@@ -297,12 +295,9 @@ class CtcPrefixBeamDecoder:
                         beams[ext_prefix] = _Hypothesis(_NEG_INF, p, lm_score, None, None, (frame, emissions), p,
                                                         hyp, c)
                         continue
-                    ext.pnb = _logaddexp(ext.pnb, p)
-                    if p > ext.emit_score:  # alignment: the emission frame of the likeliest way in
-                        ext.emissions, ext.emit_score = (frame, emissions), p
+                    _add_path(ext, p, (frame, emissions))
         if len(beams) > self.beam_width:
-            ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1].pb, kv[1].pnb) + kv[1].lm + bonus * len(kv[0]),
-                            reverse=True)
+            ranked = sorted(beams.items(), key=lambda kv: _score(kv[0], kv[1], bonus), reverse=True)
             state.beams = beams = dict(ranked[:self.beam_width])
         for hyp in beams.values():
             if hyp.parent is not None:
