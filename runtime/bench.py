@@ -132,15 +132,6 @@ def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
 
 
 # ---- measurements -----------------------------------------------------------------------------
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def _per_call_median(fn, calls: int) -> float:
     """Median seconds of one ``fn()`` over ``calls`` calls (robust to the odd preempted call)."""
     times = []
