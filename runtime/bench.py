@@ -19,16 +19,17 @@ targets medians of per-round ratios. The torch step and the memory are measured 
   600-point line (features, one model call, a fresh decode: :func:`rerun_once`), over streaming
   it (the rerun cost is integrated from 30 evenly spaced prefix lengths rather than all 600);
 * ``per_stream_us_{1,16,256}``: ``decode_streams`` over that many concurrent streams, per stream
-  and round (each round every stream got a burst of 2 pen samples; feature time is excluded and
+  and frame (each round every stream gets a burst of 2 pen samples; feature time is excluded and
   reported per stream separately as ``features_us_per_burst``);
 * ``rtf_200hz``: processing time / ink time for a 200 Hz pen delivered as a serial reader sees
   it, a burst of 2 samples every 10 ms, each followed by decode and get_result, with the chosen
   decoder; ``rtf_200hz_greedy`` and ``rtf_200hz_beam`` give both decoders;
 * ``rss_mb``: resident memory of a fresh process that loaded the recognizer and decoded a line.
 
-Features make about 0.2 frames per pen sample on the demo ink (``frames_per_sample``), so
-per-sample and per-frame figures differ; the targets are reported like with like and as the
-issue words them (see ``targets``).
+The ink (:func:`bench_ink`) is real handwriting re-sampled at 200 Hz in its writer's own time:
+features make about 0.1 frames per pen sample of it (``frames_per_sample``), 20-22 frames per
+second of pen-down writing (``frames_per_second``), so per-sample and per-frame figures differ;
+the targets are reported like with like and as the issue words them (see ``targets``).
 """
 from __future__ import annotations
 
@@ -96,9 +97,35 @@ def trivial_onnx_bytes() -> bytes:
 
 
 # ---- bench ink --------------------------------------------------------------------------------
+def _resample_strokes(points: np.ndarray, rate_hz: float) -> list:
+    """The strokes of one sample re-sampled in time at ``rate_hz`` along its own time stamps (what
+    a tablet at that rate would have reported for the same handwriting), each an ``(n, 2)`` array
+    of x, y; a stroke's last point is always kept."""
+    ends = np.flatnonzero(points[:, 3] > 0.5)
+    if len(ends) == 0 or ends[-1] != len(points) - 1:
+        ends = np.r_[ends, len(points) - 1]
+    strokes, start = [], 0
+    for end in ends:
+        s = points[start:end + 1]
+        start = end + 1
+        t = np.maximum.accumulate(s[:, 2] - s[0, 2])  # time stamps made monotone
+        grid = np.arange(0.0, t[-1], 1.0 / rate_hz)
+        if len(grid) == 0 or grid[-1] < t[-1]:
+            grid = np.r_[grid, t[-1]]
+        strokes.append(np.stack([np.interp(grid, t, s[:, 0]), np.interp(grid, t, s[:, 1])], axis=1))
+    return strokes
+
+
 def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
-    """A ``num_points`` pen line at 200 Hz: the packaged demo sample's ink repeated to length, or,
-    when the package has none, a synthetic cursive-like line (loops with a pen lift every 60 points)."""
+    """``num_points`` pen samples at 200 Hz of real handwriting, as ``(n, 4)`` x, y, t, pen_up_after.
+
+    The packaged demo phrases, each re-sampled at 200 Hz along its own time stamps (so the pen
+    moves as fast as the writer's did: about 20 frames per second of pen-down writing, like
+    IAM-OnDB's real-time lines), placed side by side and repeated to length. The time between
+    strokes is *not* counted: ``t`` advances 5 ms a sample, so the ink lasts
+    ``num_points / 200`` seconds, the pen-down time alone, and a real-time factor over it is an
+    upper bound. Without the packaged samples: a synthetic cursive-like line (loops with a pen lift
+    every 60 points)."""
     try:
         from importlib import resources
 
@@ -109,24 +136,29 @@ def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
         pieces, total, shift = [], 0, 0.0
         i = 0
         while total < num_points:
-            p = np.asarray(corpus.points(i % len(corpus)), np.float64).copy()
-            p[:, 0] += shift - p[:, 0].min()
-            shift = p[:, 0].max() + 0.3 * (p[:, 1].max() - p[:, 1].min() + 1)
-            pieces.append(p)
-            total += len(p)
+            strokes = _resample_strokes(np.asarray(corpus.points(i % len(corpus)), np.float64), PEN_RATE_HZ)
+            xy = np.concatenate(strokes)
+            dx = shift - xy[:, 0].min()
+            for s in strokes:
+                p = np.zeros((len(s), 4))
+                p[:, :2] = s
+                p[:, 0] += dx
+                p[-1, 3] = 1.0
+                pieces.append(p)
+                total += len(p)
+            shift = xy[:, 0].max() + dx + 0.3 * (np.ptp(xy[:, 1]) + 1)
             i += 1
         pts = np.concatenate(pieces)[:num_points]
-        source = f"packaged demo sample ({path.name})"
+        source = f"packaged demo phrases ({path.name}) re-sampled at {PEN_RATE_HZ:.0f} Hz in their own time"
     except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
         k = np.arange(num_points, dtype=np.float64)
         phase = k / 12.0
         pts = np.zeros((num_points, 4))
         pts[:, 0] = 2.0 * k / 12.0 + np.cos(phase)  # a trochoid: loops marching to the right
         pts[:, 1] = 3.0 * np.sin(phase)
+        pts[59::60, 3] = 1.0
         source = "synthetic loops"
     pts[:, 2] = np.arange(num_points) / PEN_RATE_HZ
-    pts[:, 3] = 0.0
-    pts[59::60, 3] = 1.0
     pts[-1, 3] = 1.0
     return pts, source
 
@@ -343,8 +375,9 @@ def rerun_cost(rec: StreamingRecognizer, pts: np.ndarray, points: int = 30) -> f
 
 
 def batched_stream_cost(rec: StreamingRecognizer, pts: np.ndarray, streams: int, rounds: int) -> tuple[float, float]:
-    """``(decode_streams us per stream per round, features us per stream per burst)``: medians over
-    rounds that had frames to run. Every stream gets the same ink, so they stay in step."""
+    """``(decode_streams us per stream per frame, features us per stream per burst)``: medians over
+    the rounds (each a burst of 2 pen samples to every stream) that had frames to run. Every stream
+    gets the same ink, so they stay in step; a round that completes two frames counts per frame."""
     ss = [rec.create_stream() for _ in range(streams)]
     decode_times, feature_times = [], []
     for a in range(0, min(len(pts), rounds * BURST), BURST):
@@ -352,9 +385,10 @@ def batched_stream_cost(rec: StreamingRecognizer, pts: np.ndarray, streams: int,
         for s in ss:
             s.accept_samples(pts[a:a + BURST])
         t1 = time.perf_counter()
-        if rec.is_ready(ss[0]):
+        frames = len(ss[0].pending)
+        if frames:
             rec.decode_streams(ss)
-            decode_times.append((time.perf_counter() - t1) / streams)
+            decode_times.append((time.perf_counter() - t1) / streams / frames)
         feature_times.append((t1 - t0) / streams)
     return statistics.median(decode_times) * 1e6, statistics.median(feature_times) * 1e6
 
@@ -425,8 +459,8 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     frames = rec.recognize(pts).num_frames
     fps = frames / len(pts)
     log(f"model {rec.model.path} ({rec.model.info.num_layers}x{rec.model.info.hidden_size}), {decoder} decoder; "
-        f"bench ink: {source}, {len(pts)} pen samples -> {frames} frames ({fps:.2f} frames per sample); "
-        f"{rounds} rounds")
+        f"bench ink: {source}, {len(pts)} pen samples -> {frames} frames ({fps:.2f} frames per sample, "
+        f"{fps * PEN_RATE_HZ:.1f} per second of writing); {rounds} rounds")
     for r in decoders.values():  # warm up every recognizer the rounds use
         for _ in range(2):
             stream_cost(r, pts, 4)
@@ -450,7 +484,8 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
         return statistics.median(a / b for a, b in zip(per_round[num], per_round[den]))
 
     res: dict = {"model": rec.model.path, "decoder": decoder, "bench_ink": source, "pen_samples": len(pts),
-                 "frames": frames, "frames_per_sample": fps, "rounds": rounds}
+                 "frames": frames, "frames_per_sample": fps, "frames_per_second": fps * PEN_RATE_HZ,
+                 "rounds": rounds}
     for chunk in (1, 4, 16):
         res[f"per_sample_us_chunk{chunk}"] = med[f"chunk{chunk}"] / len(pts) * 1e6
         res[f"per_frame_us_chunk{chunk}"] = med[f"chunk{chunk}"] / max(frames, 1) * 1e6
@@ -463,7 +498,7 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     res["ratio_vs_rerun"] = median_ratio("rerun", "chunk1")
     # batched streams: blocks of rounds that take turns between 1, 16 and 256 streams, so the
     # 1-vs-256 ratio, like the others, compares like with like
-    blocks, reps = (2, 40) if quick else (3, 75)  # 40 rounds (80 pen samples) include frames to decode
+    blocks, reps = (2, 150) if quick else (3, 300)  # 150 rounds (300 pen samples) make about 30 frames
     batched: dict = {n: [] for n in (1, 16, 256)}
     for _ in range(blocks):
         for n in batched:
@@ -534,7 +569,7 @@ def _report(res: dict, log=print) -> None:
     log(f"re-run from scratch per point over {res['pen_samples']} points: {res['rerun_600_s']:.2f} s vs streaming "
         f"{res['stream_600_s'] * 1e3:.1f} ms -> {res['ratio_vs_rerun']:.0f}x (median of per-round ratios)")
     for n in (1, 16, 256):
-        log(f"{n:>3} streams: {res[f'per_stream_us_{n}']:.1f} us per stream per decode "
+        log(f"{n:>3} streams: {res[f'per_stream_us_{n}']:.1f} us per stream per frame "
             f"(+ {res[f'features_us_per_burst_{n}']:.1f} us features per burst)")
     log(f"1 vs 256 streams: {res['streams_1_over_256']:.1f}x cheaper per stream (median of per-block ratios)")
     rtfs = ", ".join(f"{name} {res[f'rtf_200hz_{name}']:.4f}" for name in ("greedy", "beam")

@@ -382,6 +382,28 @@ def test_trivial_onnx_graph_is_built_without_the_onnx_package():
     assert sess.run(None, {"x": x})[0].tolist() == [3.5]
 
 
+def test_bench_ink_is_the_demo_handwriting_at_200_hz_in_its_writers_time():
+    """The bench's pen moves as fast as the writer's did: each stroke re-sampled at 200 Hz lasts as
+    long as the original stroke (to one 5 ms sample), and ends with a pen lift."""
+    from runtime.bench import PEN_RATE_HZ, _resample_strokes, bench_ink
+    from runtime.ink import load_corpus
+
+    demo = load_corpus(str(ROOT / "runtime" / "samples" / "unipen_demo.npz"))
+    original = np.asarray(demo.points(0), np.float64)
+    ends = np.flatnonzero(original[:, 3] > 0.5)
+    starts = np.r_[0, ends[:-1] + 1]
+    strokes = _resample_strokes(original, PEN_RATE_HZ)
+    assert len(strokes) == len(ends)
+    for s, a, b in zip(strokes, starts, ends):
+        assert abs((len(s) - 1) / PEN_RATE_HZ - (original[b, 2] - original[a, 2])) <= 1 / PEN_RATE_HZ
+        assert np.allclose(s[0], original[a, :2]) and np.allclose(s[-1], original[b, :2])
+    pts, source = bench_ink(600)
+    assert "demo" in source and pts.shape == (600, 4)
+    assert np.allclose(np.diff(pts[:, 2]), 1 / PEN_RATE_HZ)
+    lifts = np.flatnonzero(pts[:, 3] > 0.5)
+    assert lifts[-1] == 599 and np.array_equal(lifts[:-1] + 1, np.cumsum([len(s) for s in strokes])[:len(lifts) - 1])
+
+
 def test_torch_twin_of_the_onnx_model_matches_it():
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
