@@ -18,9 +18,12 @@ targets medians of per-round ratios. The torch step and the memory are measured 
 * ``ratio_vs_rerun``: re-running from scratch over the whole prefix on every new point of a
   600-point line (features, one model call, a fresh decode: :func:`rerun_once`), over streaming
   it (the rerun cost is integrated from 30 evenly spaced prefix lengths rather than all 600);
-* ``per_stream_us_{1,16,256}``: ``decode_streams`` over that many concurrent streams, per stream
-  and frame (each round every stream gets a burst of 2 pen samples; feature time is excluded and
-  reported per stream separately as ``features_us_per_burst``);
+* ``per_stream_us_{1,16,256}``: ``decode_streams`` over that many concurrent writers, per frame
+  decoded (each round every stream gets its next burst of 2 pen samples, each stream writes its
+  own stretch of the ink, so frames complete at different moments and only the streams that have
+  one share a call; feature time is excluded and reported per stream separately as
+  ``features_us_per_burst``);
+  ``model_us_per_stream_256``: the model alone, one frame for 256 rows in one call, per row;
 * ``rtf_200hz``: processing time / ink time for a 200 Hz pen delivered as a serial reader sees
   it, a burst of 2 samples every 10 ms, each followed by decode and get_result, with the chosen
   decoder; ``rtf_200hz_greedy`` and ``rtf_200hz_beam`` give both decoders;
@@ -374,23 +377,31 @@ def rerun_cost(rec: StreamingRecognizer, pts: np.ndarray, points: int = 30) -> f
     return total * n / points
 
 
-def batched_stream_cost(rec: StreamingRecognizer, pts: np.ndarray, streams: int, rounds: int) -> tuple[float, float]:
-    """``(decode_streams us per stream per frame, features us per stream per burst)``: medians over
-    the rounds (each a burst of 2 pen samples to every stream) that had frames to run. Every stream
-    gets the same ink, so they stay in step; a round that completes two frames counts per frame."""
+def batched_stream_cost(rec: StreamingRecognizer, long_ink: np.ndarray, streams: int,
+                        rounds: int) -> tuple[float, float]:
+    """``(decode_streams us per stream per frame, features us per stream per burst)`` of ``streams``
+    concurrent writers: each round (10 ms of a 200 Hz pen) every stream gets its next burst of 2
+    pen samples, then one ``decode_streams`` call runs the streams that completed frames. Stream k
+    writes its own stretch of ``long_ink`` (starting ``97 * k`` samples in), so the streams complete
+    frames at different moments and their beams hold different text, as real writers' would.
+    The decode figure is the time of all the calls over the frames they decoded."""
+    span = 2 * rounds
+    room = max(len(long_ink) - span, 1)
+    inks = [long_ink[(97 * k) % room:][:span] for k in range(streams)]
     ss = [rec.create_stream() for _ in range(streams)]
-    decode_times, feature_times = [], []
-    for a in range(0, min(len(pts), rounds * BURST), BURST):
+    decode_s, frames, feature_times = 0.0, 0, []
+    for a in range(0, span, BURST):
         t0 = time.perf_counter()
-        for s in ss:
-            s.accept_samples(pts[a:a + BURST])
+        for s, ink in zip(ss, inks):
+            s.accept_samples(ink[a:a + BURST])
         t1 = time.perf_counter()
-        frames = len(ss[0].pending)
-        if frames:
-            rec.decode_streams(ss)
-            decode_times.append((time.perf_counter() - t1) / streams / frames)
         feature_times.append((t1 - t0) / streams)
-    return statistics.median(decode_times) * 1e6, statistics.median(feature_times) * 1e6
+        waiting = sum(len(s.pending) for s in ss)
+        if waiting:
+            rec.decode_streams(ss)
+            decode_s += time.perf_counter() - t1
+            frames += waiting
+    return decode_s / max(frames, 1) * 1e6, statistics.median(feature_times) * 1e6
 
 
 def rtf_200hz(rec: StreamingRecognizer, pts: np.ndarray, repeats: int) -> float:
@@ -498,15 +509,18 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     res["ratio_vs_rerun"] = median_ratio("rerun", "chunk1")
     # batched streams: blocks of rounds that take turns between 1, 16 and 256 streams, so the
     # 1-vs-256 ratio, like the others, compares like with like
-    blocks, reps = (2, 150) if quick else (3, 300)  # 150 rounds (300 pen samples) make about 30 frames
+    blocks, reps = (2, 150) if quick else (3, 300)  # 150 rounds (300 pen samples) make about 30 frames a stream
+    long_ink, _ = bench_ink(6000)
     batched: dict = {n: [] for n in (1, 16, 256)}
     for _ in range(blocks):
         for n in batched:
-            batched[n].append(batched_stream_cost(rec, pts, n, reps))
+            batched[n].append(batched_stream_cost(rec, long_ink, n, reps))
     for n, values in batched.items():
         res[f"per_stream_us_{n}"] = statistics.median(v[0] for v in values)
         res[f"features_us_per_burst_{n}"] = statistics.median(v[1] for v in values)
     res["streams_1_over_256"] = statistics.median(a[0] / b[0] for a, b in zip(batched[1], batched[256]))
+    # the model's own share: one call over 256 rows against one row (one frame each), per row
+    res["model_us_per_stream_256"] = model_step_us(rec, 1, 3, batch=256) / 256
     res["rtf_200hz"] = med[f"rtf_{decoder}"]
     for name in ("greedy", "beam"):
         res[f"rtf_200hz_{name}"] = med.get(f"rtf_{name}")
@@ -571,7 +585,8 @@ def _report(res: dict, log=print) -> None:
     for n in (1, 16, 256):
         log(f"{n:>3} streams: {res[f'per_stream_us_{n}']:.1f} us per stream per frame "
             f"(+ {res[f'features_us_per_burst_{n}']:.1f} us features per burst)")
-    log(f"1 vs 256 streams: {res['streams_1_over_256']:.1f}x cheaper per stream (median of per-block ratios)")
+    log(f"1 vs 256 streams: {res['streams_1_over_256']:.1f}x cheaper per stream (median of per-block ratios); "
+        f"the model alone: {res['model_us_per_stream_256']:.1f} us per row in a call of 256 rows")
     rtfs = ", ".join(f"{name} {res[f'rtf_200hz_{name}']:.4f}" for name in ("greedy", "beam")
                      if res.get(f"rtf_200hz_{name}") is not None)
     log(f"real-time factor at 200 Hz (bursts of 2): {res['rtf_200hz']:.4f} with the {res['decoder']} decoder ({rtfs})")
