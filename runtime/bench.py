@@ -262,11 +262,17 @@ def exported_weights(model) -> tuple[list, tuple, tuple]:
 
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     nodes = list(model.graph.node)
+    # the exporter shares equal tensors (such as equal biases of two layers) through Identity nodes
+    for n in nodes:
+        if n.op_type == "Identity" and n.input[0] in init:
+            init[n.output[0]] = init[n.input[0]]
     matmuls = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in init]
     adds = [n for n in nodes if n.op_type == "Add" and any(i in init for i in n.input)]
     lstms = [n for n in nodes if n.op_type == "LSTM"]
     if len(matmuls) != 2 or len(adds) != 2 or not lstms:
         raise ValueError("ONNX graph is not the expected proj -> LSTMs -> linear shape")
+    if not all(len(n.input) > 3 and all(n.input[j] in init for j in (1, 2, 3)) for n in lstms):
+        raise ValueError("ONNX graph has an LSTM whose weights are not constants of the file")
 
     def bias(add):
         return next(init[i] for i in add.input if i in init)

@@ -413,6 +413,30 @@ def test_torch_twin_of_the_onnx_model_matches_it():
     assert us is not None and parity < 1e-4, note
 
 
+def test_torch_twin_reads_weights_the_exporter_shares_between_layers(tmp_path):
+    """An untrained model's layers have equal biases, which the exporter stores once and passes
+    to the other layers through Identity nodes; the bench still finds every layer's weights."""
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    from export.onnx_export import StreamingWrapper
+    from runtime.bench import exported_weights, torch_step_us
+    from runtime.model import INPUT_NAMES, OUTPUT_NAMES
+    from training.model import ModelConfig, OnlineLSTMCTC
+
+    model = OnlineLSTMCTC(ModelConfig(hidden_size=16, num_layers=2, dropout=0.0)).eval()
+    path = tmp_path / "untrained.onnx"
+    h, c = model.zero_state(1)
+    torch.onnx.export(StreamingWrapper(model), (torch.zeros(1, 3, 7), h, c), str(path), input_names=list(INPUT_NAMES),
+                      output_names=list(OUTPUT_NAMES), opset_version=17, dynamo=False, do_constant_folding=True,
+                      dynamic_axes={"x": {1: "time"}, "log_probs": {1: "time"}})
+    graph = onnx.load(str(path))
+    assert any(n.op_type == "Identity" for n in graph.graph.node)  # the shared bias this test is about
+    layers, _, _ = exported_weights(graph)
+    assert len(layers) == 2 and np.array_equal(layers[0][2], layers[1][2])
+    us, parity, note = torch_step_us(str(path), repeats=1)
+    assert us is not None and parity < 1e-4, note
+
+
 def test_graph_bench_rebuilds_the_model_as_a_scan_that_computes_the_same():
     pytest.importorskip("onnx")
     from export.bench_graphs import run_bench
