@@ -227,3 +227,18 @@ def test_average_of_kept_checkpoints_is_their_mean_and_is_validated(tiny_run, tm
     assert avg["averaged_from"] == [20, 40] and avg["step"] == 40 and 0.0 <= avg["best_cer"] <= 1.5
     # a snapshot carries no optimizer state, so --resume cannot mistake it for last.pt
     assert "optimizer" not in torch.load(a, map_location="cpu", weights_only=False)
+
+
+def test_size_sweep_benches_an_untrained_model_of_the_asked_shape():
+    pytest.importorskip("onnx")
+    from export.size_sweep import main, parse_sizes, sweep
+
+    assert parse_sizes("3x256, 2x16") == [(3, 256), (2, 16)]
+    with pytest.raises(ValueError, match="LAYERSxHIDDEN"):
+        parse_sizes("3x")
+    with pytest.raises(SystemExit):
+        main(["--sizes", "abc"])
+    lines = []
+    (row,) = sweep([(1, 16)], quick=True, log=lines.append)
+    assert (row["layers"], row["hidden"]) == (1, 16) and lines[0].startswith("1x16:")
+    assert row["step_us_1frame"] > 0 and row["floor_us_per_frame"] > 0 and row["rtf_200hz"] > 0
