@@ -22,7 +22,6 @@ samples they give the same error counts as -10 and 10, the previous defaults, in
 from __future__ import annotations
 
 import math
-from array import array
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,7 +31,6 @@ from runtime.alphabet import Alphabet
 from runtime.lm import CharLanguageModel, load_lexicon
 
 _NEG_INF = float("-inf")
-LM_ROW_CACHE = 4096  # LM rows per cache generation (under 1 KB each; two generations)
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -153,8 +151,6 @@ class CtcPrefixBeamDecoder:
         # characters that end a word (space, punctuation, digits); letters and apostrophes continue it
         self._word_char = [False] + [c.isalpha() or c == "'" for c in chars]
         self._lower = [""] + [c.lower() for c in chars]
-        self._lm_rows: dict = {}  # LM history -> its log_probs as an array('d') (see _lm_row)
-        self._lm_rows_old: dict = {}
 
     # ---- interface ---------------------------------------------------------------------------
     def new_state(self) -> BeamState:
@@ -206,21 +202,6 @@ class CtcPrefixBeamDecoder:
         return state.best[0], list(state.best[1])
 
     # ---- search ------------------------------------------------------------------------------
-    def _lm_row(self, history: str) -> array:
-        """The LM's log P(next id | history) as an ``array('d')``, cached: indexing numpy per
-        extension costs more than the search itself. Two generations of at most LM_ROW_CACHE
-        rows each (the older is dropped when the newer fills; a row used again moves up), so a
-        long session's memory stays bounded while the rows in use stay cached."""
-        row = self._lm_rows.get(history)
-        if row is None:
-            row = self._lm_rows_old.get(history)
-            if row is None:
-                row = array("d", self.lm.log_probs(history).tobytes())
-            if len(self._lm_rows) >= LM_ROW_CACHE:
-                self._lm_rows_old, self._lm_rows = self._lm_rows, {}
-            self._lm_rows[history] = row
-        return row
-
     def _materialise(self, hyp: _Hypothesis) -> None:
         """Fill in the LM history and current word of an extension that survived pruning."""
         parent, char = hyp.parent, hyp.char
@@ -288,7 +269,7 @@ class CtcPrefixBeamDecoder:
                             if lm_row is None:
                                 lm_row = hyp.lm_row
                                 if lm_row is None:
-                                    lm_row = hyp.lm_row = self._lm_row(hyp.history)
+                                    lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
                             lm_score += lm_weight * lm_row[c]
                         if word_bonus and not word_char[c]:
                             lm_score += word_bonus

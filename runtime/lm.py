@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from array import array
 import os
 import re
 from collections import defaultdict
@@ -40,7 +41,7 @@ BOUNDARY = " "
 AFTER_OTHER = "#"  # history marker: the last character was a digit or punctuation
 LM_FORMAT = "inkstream-charlm-1"
 QUANT_STEPS = 12.0  # the file stores -ln p quantised to 1/12 nat
-CACHE_SIZE = 4096  # histories whose distributions (and next histories) are kept; emptied when full
+CACHE_SIZE = 4096  # histories whose distributions (and next histories) are kept, per cache generation
 _WORD_RE = re.compile(r"[a-z']+")
 
 
@@ -157,9 +158,12 @@ class CharLanguageModel:
 
     A *history* is a short string kept per hypothesis; :meth:`advance` updates it with one
     character and :meth:`log_probs` returns ``(alphabet.size,)`` natural-log probabilities of the
-    next character (index 0, the CTC blank, is ``-inf``). Results are cached per history, so the
-    cost per call is a dict lookup once warm; the caches are emptied when they reach
-    ``CACHE_SIZE`` entries, so memory stays bounded over a long session.
+    next character (index 0, the CTC blank, is ``-inf``); :meth:`log_prob_row` gives the same
+    values as an ``array('d')``, which a decoder indexes faster than numpy. Results are cached per
+    history, so the cost per call is a dict lookup once warm. The distributions are kept in two
+    generations of at most ``CACHE_SIZE`` histories (the older is dropped when the newer fills; a
+    history used again moves up), so memory stays bounded over a long session while the histories
+    in use stay cached; the next-history cache is emptied when it reaches ``CACHE_SIZE``.
 
     ``floor`` is the probability mass spread uniformly over all characters; ``upper_at_start`` and
     ``upper_inside`` are the chances that a letter is a capital at a word start / inside a word.
@@ -200,7 +204,8 @@ class CharLanguageModel:
         space[0] = 1.0
         # after a digit or punctuation: a space, or a new word, or more digits/punctuation (floor)
         self._after_other = 0.6 * space + 0.4 * self._lookup(BOUNDARY)
-        self._cache: dict = {}
+        self._rows: dict = {}  # history -> log P(next id) as an array('d'): the newer generation
+        self._rows_old: dict = {}
         self._advance_cache: dict = {}
 
     def initial_history(self) -> str:
@@ -243,24 +248,38 @@ class CharLanguageModel:
             h = self.advance(h, i)
         return h
 
+    def log_prob_row(self, history: str) -> array:
+        """Natural-log P(next character | history) over alphabet ids (blank = -inf), as the cached
+        ``array('d')`` itself: read it, do not change it."""
+        row = self._rows.get(history)
+        if row is None:
+            row = self._rows_old.get(history)
+            if row is None:
+                row = array("d", self._compute_log_probs(history).tobytes())
+            if len(self._rows) >= CACHE_SIZE:  # bounded memory over a long session
+                self._rows_old, self._rows = self._rows, {}
+            self._rows[history] = row
+        return row
+
     def log_probs(self, history: str) -> np.ndarray:
-        """Natural-log P(next character | history) over alphabet ids (blank = -inf)."""
-        out = self._cache.get(history)
-        if out is None:
-            if len(self._cache) >= CACHE_SIZE:  # bounded memory over a long session
-                self._cache.clear()
-            if history == AFTER_OTHER:
-                p_sym, word_start = self._after_other, True
-            else:
-                p_sym, word_start = self._lookup(history), history.endswith(BOUNDARY)
-            p_sym = np.append(p_sym, 0.0)  # index len(SYMBOLS): characters the LM does not model
-            case = self._case_start if word_start else self._case_inside
-            p = (1 - self.floor) * p_sym[self._sym_of_id] * case + self.floor * self._uniform
-            p[1:] /= p[1:].sum()
-            with np.errstate(divide="ignore"):
-                out = np.log(p)
-            out[0] = -np.inf
-            self._cache[history] = out
+        """Natural-log P(next character | history) over alphabet ids (blank = -inf), a read-only
+        array over the cached row."""
+        out = np.frombuffer(self.log_prob_row(history), dtype=np.float64)
+        out.flags.writeable = False
+        return out
+
+    def _compute_log_probs(self, history: str) -> np.ndarray:
+        if history == AFTER_OTHER:
+            p_sym, word_start = self._after_other, True
+        else:
+            p_sym, word_start = self._lookup(history), history.endswith(BOUNDARY)
+        p_sym = np.append(p_sym, 0.0)  # index len(SYMBOLS): characters the LM does not model
+        case = self._case_start if word_start else self._case_inside
+        p = (1 - self.floor) * p_sym[self._sym_of_id] * case + self.floor * self._uniform
+        p[1:] /= p[1:].sum()
+        with np.errstate(divide="ignore"):
+            out = np.log(p)
+        out[0] = -np.inf
         return out
 
     def score(self, text: str) -> float:

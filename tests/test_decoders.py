@@ -206,18 +206,24 @@ def test_beam_equals_the_textbook_search(lm):
 
 
 def test_lm_caches_stay_bounded(lm, monkeypatch):
-    import runtime.beam as beam_module
     import runtime.lm as lm_module
 
-    monkeypatch.setattr(beam_module, "LM_ROW_CACHE", 8)
-    monkeypatch.setattr(lm_module, "CACHE_SIZE", 16)
+    monkeypatch.setattr(lm_module, "CACHE_SIZE", 8)
     fresh = CharLanguageModel(alphabet=lm.alphabet)
     dec = CtcPrefixBeamDecoder(lm.alphabet, lm=fresh)
     state = dec.new_state()
     dec.accept(state, _peaked(lm.alphabet, "many different words make many histories", confidence=0.6))
-    assert 0 < len(dec._lm_rows) <= 8 and len(dec._lm_rows_old) <= 8
-    assert 0 < len(fresh._cache) <= 16 and 0 < len(fresh._advance_cache) <= 16
+    assert 0 < len(fresh._rows) <= 8 and 0 < len(fresh._rows_old) <= 8  # both generations were used
+    assert 0 < len(fresh._advance_cache) <= 8
     assert dec.result(state)[0]  # still decodes
+    # a row that dropped out of both generations comes back with the same values
+    h = fresh.history_of("the quick")
+    want = fresh.log_probs(h).copy()
+    for text in ("a", "ab", "abc", "abd", "x y", "zz", "qu", "qua", "quo", "t", "th", "tha", "thu", "ww", "wo", "wa",
+                 "ze", "zo", "ju"):
+        fresh.log_probs(fresh.history_of(text))
+    assert h not in fresh._rows and h not in fresh._rows_old
+    assert np.array_equal(fresh.log_probs(h), want) and not fresh.log_probs(h).flags.writeable
 
 
 def test_prune_beam_makes_fewer_hypotheses_and_keeps_the_answer(lm, monkeypatch):
