@@ -23,7 +23,8 @@ targets medians of per-round ratios. The torch step and the memory are measured 
   own stretch of the ink, so frames complete at different moments and only the streams that have
   one share a call; feature time is excluded and reported per stream separately as
   ``features_us_per_burst``);
-  ``model_us_per_stream_256``: the model alone, one frame for 256 rows in one call, per row;
+  ``model_us_per_stream_256``: the model alone, one frame for 256 rows in one call, per row, and
+  ``model_1_over_256`` a one-row call over that (measured in the same blocks);
 * ``rtf_200hz``: processing time / ink time for a 200 Hz pen delivered as a serial reader sees
   it, a burst of 2 samples every 10 ms, each followed by decode and get_result, with the chosen
   decoder; ``rtf_200hz_greedy`` and ``rtf_200hz_beam`` give both decoders;
@@ -69,6 +70,7 @@ TARGETS = (
 )
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">=": operator.ge}
 PEN_RATE_HZ = 200.0
+PHRASE_HEIGHT = 100.0  # the bench ink's phrases are all scaled to this height
 BURST = 2
 
 
@@ -117,7 +119,10 @@ def trivial_onnx_bytes() -> bytes:
 def _resample_strokes(points: np.ndarray, rate_hz: float) -> list:
     """The strokes of one sample re-sampled in time at ``rate_hz`` along its own time stamps (what
     a tablet at that rate would have reported for the same handwriting), each an ``(n, 2)`` array
-    of x, y; a stroke's last point is always kept."""
+    of x, y; a stroke's last point is always kept. A stroke whose time stamps do not advance keeps
+    its points as they are (there is no time to place them in); an empty sample has no strokes."""
+    if len(points) == 0:
+        return []
     ends = np.flatnonzero(points[:, 3] > 0.5)
     if len(ends) == 0 or ends[-1] != len(points) - 1:
         ends = np.r_[ends, len(points) - 1]
@@ -126,6 +131,9 @@ def _resample_strokes(points: np.ndarray, rate_hz: float) -> list:
         s = points[start:end + 1]
         start = end + 1
         t = np.maximum.accumulate(s[:, 2] - s[0, 2])  # time stamps made monotone
+        if t[-1] <= 0.0:
+            strokes.append(s[:, :2].copy())
+            continue
         grid = np.arange(0.0, t[-1], 1.0 / rate_hz)
         if len(grid) == 0 or grid[-1] < t[-1]:
             grid = np.r_[grid, t[-1]]
@@ -138,7 +146,9 @@ def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
 
     The packaged demo phrases, each re-sampled at 200 Hz along its own time stamps (so the pen
     moves as fast as the writer's did: about 20 frames per second of pen-down writing, like
-    IAM-OnDB's real-time lines), placed side by side and repeated to length. The time between
+    IAM-OnDB's real-time lines), scaled to one height (the devices' units differ 20-fold, and the
+    features' running scale would carry one phrase's size into the next), placed side by side on
+    one line and repeated to length. The time between
     strokes is *not* counted: ``t`` advances 5 ms a sample, so the ink lasts
     ``num_points / 200`` seconds, the pen-down time alone, and a real-time factor over it is an
     upper bound. Without the packaged samples: a synthetic cursive-like line (loops with a pen lift
@@ -154,17 +164,20 @@ def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
         i = 0
         while total < num_points:
             strokes = _resample_strokes(np.asarray(corpus.points(i % len(corpus)), np.float64), PEN_RATE_HZ)
+            i += 1
+            if not strokes:
+                continue
             xy = np.concatenate(strokes)
-            dx = shift - xy[:, 0].min()
+            scale = PHRASE_HEIGHT / max(float(np.ptp(xy[:, 1])), 1e-9)
+            x0, y0 = xy[:, 0].min(), xy[:, 1].min()
             for s in strokes:
                 p = np.zeros((len(s), 4))
-                p[:, :2] = s
-                p[:, 0] += dx
+                p[:, 0] = shift + (s[:, 0] - x0) * scale
+                p[:, 1] = (s[:, 1] - y0) * scale
                 p[-1, 3] = 1.0
                 pieces.append(p)
                 total += len(p)
-            shift = xy[:, 0].max() + dx + 0.3 * (np.ptp(xy[:, 1]) + 1)
-            i += 1
+            shift += (xy[:, 0].max() - x0) * scale + 0.3 * PHRASE_HEIGHT
         pts = np.concatenate(pieces)[:num_points]
         source = f"packaged demo phrases ({path.name}) re-sampled at {PEN_RATE_HZ:.0f} Hz in their own time"
     except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
@@ -405,8 +418,11 @@ def batched_stream_cost(rec: StreamingRecognizer, long_ink: np.ndarray, streams:
     writes its own stretch of ``long_ink`` (starting ``97 * k`` samples in), so the streams complete
     frames at different moments and their beams hold different text, as real writers' would.
     The decode figure is the time of all the calls over the frames they decoded."""
-    span = 2 * rounds
-    room = max(len(long_ink) - span, 1)
+    span = BURST * rounds
+    room = len(long_ink) - span
+    if room < streams:
+        raise ValueError(f"batched_stream_cost: {streams} streams of {rounds} rounds need more than "
+                         f"{span + streams} pen samples of ink, got {len(long_ink)}")
     inks = [long_ink[(97 * k) % room:][:span] for k in range(streams)]
     ss = [rec.create_stream() for _ in range(streams)]
     decode_s, frames, feature_times = 0.0, 0, []
@@ -532,15 +548,19 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     blocks, reps = (2, 150) if quick else (3, 300)  # 150 rounds (300 pen samples) make about 30 frames a stream
     long_ink, _ = bench_ink(6000)
     batched: dict = {n: [] for n in (1, 16, 256)}
+    model_1, model_256 = [], []  # the model alone, in the same blocks: 1 row per call, 256 rows per call
     for _ in range(blocks):
         for n in batched:
             batched[n].append(batched_stream_cost(rec, long_ink, n, reps))
+        model_1.append(model_step_us(rec, 1, 1))
+        model_256.append(model_step_us(rec, 1, 1, batch=256) / 256)
     for n, values in batched.items():
         res[f"per_stream_us_{n}"] = statistics.median(v[0] for v in values)
         res[f"features_us_per_burst_{n}"] = statistics.median(v[1] for v in values)
     res["streams_1_over_256"] = statistics.median(a[0] / b[0] for a, b in zip(batched[1], batched[256]))
     # the model's own share: one call over 256 rows against one row (one frame each), per row
-    res["model_us_per_stream_256"] = model_step_us(rec, 1, 3, batch=256) / 256
+    res["model_us_per_stream_256"] = statistics.median(model_256)
+    res["model_1_over_256"] = statistics.median(a / b for a, b in zip(model_1, model_256))
     res["rtf_200hz"] = med[f"rtf_{decoder}"]
     for name in ("greedy", "beam"):
         res[f"rtf_200hz_{name}"] = med.get(f"rtf_{name}")
@@ -596,7 +616,8 @@ def _report(res: dict, log=print) -> None:
         log(f"{n:>3} streams: {res[f'per_stream_us_{n}']:.1f} us per stream per frame "
             f"(+ {res[f'features_us_per_burst_{n}']:.1f} us features per burst)")
     log(f"1 vs 256 streams: {res['streams_1_over_256']:.1f}x cheaper per stream (median of per-block ratios); "
-        f"the model alone: {res['model_us_per_stream_256']:.1f} us per row in a call of 256 rows")
+        f"the model alone: {res['model_us_per_stream_256']:.1f} us per row in a call of 256 rows, "
+        f"{res['model_1_over_256']:.1f}x cheaper than a call of one")
     rtfs = ", ".join(f"{name} {res[f'rtf_200hz_{name}']:.4f}" for name in ("greedy", "beam")
                      if res.get(f"rtf_200hz_{name}") is not None)
     log(f"real-time factor at 200 Hz (bursts of 2): {res['rtf_200hz']:.4f} with the {res['decoder']} decoder ({rtfs})")

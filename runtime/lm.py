@@ -264,9 +264,7 @@ class CharLanguageModel:
     def log_probs(self, history: str) -> np.ndarray:
         """Natural-log P(next character | history) over alphabet ids (blank = -inf), a read-only
         array over the cached row."""
-        out = np.frombuffer(self.log_prob_row(history), dtype=np.float64)
-        out.flags.writeable = False
-        return out
+        return np.frombuffer(memoryview(self.log_prob_row(history)).toreadonly(), dtype=np.float64)
 
     def _compute_log_probs(self, history: str) -> np.ndarray:
         if history == AFTER_OTHER:

@@ -200,6 +200,7 @@ def test_beam_equals_the_textbook_search(lm):
         assert no_lm.result(plain)[0] != want  # the LM matters here
         for options in ({"prune_beam": math.inf}, {}):  # the textbook search, then the default pruning
             dec = CtcPrefixBeamDecoder(alphabet, lm=lm, **options)
+            assert dec.char_threshold == -7.0 and dec.prune_beam == options.get("prune_beam", 8.0)
             state = dec.new_state()
             _feed_in_random_chunks(dec, state, lp, rng, longest=4)
             assert dec.result(state)[0] == want
@@ -219,11 +220,16 @@ def test_lm_caches_stay_bounded(lm, monkeypatch):
     # a row that dropped out of both generations comes back with the same values
     h = fresh.history_of("the quick")
     want = fresh.log_probs(h).copy()
+    # a row found in the older generation moves up to the newer one
+    fresh._rows_old, fresh._rows = fresh._rows, {}
+    assert fresh.log_prob_row(h) is fresh._rows_old[h] and h in fresh._rows
     for text in ("a", "ab", "abc", "abd", "x y", "zz", "qu", "qua", "quo", "t", "th", "tha", "thu", "ww", "wo", "wa",
                  "ze", "zo", "ju"):
         fresh.log_probs(fresh.history_of(text))
     assert h not in fresh._rows and h not in fresh._rows_old
-    assert np.array_equal(fresh.log_probs(h), want) and not fresh.log_probs(h).flags.writeable
+    assert np.array_equal(fresh.log_probs(h), want)
+    with pytest.raises(ValueError):  # the cached row cannot be written through the numpy view
+        fresh.log_probs(h).flags.writeable = True
 
 
 def test_prune_beam_makes_fewer_hypotheses_and_keeps_the_answer(lm, monkeypatch):

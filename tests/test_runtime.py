@@ -397,11 +397,30 @@ def test_bench_ink_is_the_demo_handwriting_at_200_hz_in_its_writers_time():
     for s, a, b in zip(strokes, starts, ends):
         assert abs((len(s) - 1) / PEN_RATE_HZ - (original[b, 2] - original[a, 2])) <= 1 / PEN_RATE_HZ
         assert np.allclose(s[0], original[a, :2]) and np.allclose(s[-1], original[b, :2])
+    # twice the demo's 100 Hz: every 10 ms interval of the original gets two 5 ms samples
+    assert np.median(np.diff(original[:, 2])) == pytest.approx(0.01, abs=1e-4)
+    assert abs(sum(len(s) - 1 for s in strokes) - 2 * sum(b - a for a, b in zip(starts, ends))) <= len(strokes)
+    # edge cases: no samples; a stroke whose time does not advance keeps its points
+    assert _resample_strokes(np.zeros((0, 4)), PEN_RATE_HZ) == []
+    frozen = np.array([[0.0, 0.0, 1.0, 0.0], [1.0, 2.0, 1.0, 0.0], [2.0, 4.0, 1.0, 1.0]])
+    (kept,) = _resample_strokes(frozen, PEN_RATE_HZ)
+    assert np.array_equal(kept, frozen[:, :2])
     pts, source = bench_ink(600)
     assert "demo" in source and pts.shape == (600, 4)
     assert np.allclose(np.diff(pts[:, 2]), 1 / PEN_RATE_HZ)
     lifts = np.flatnonzero(pts[:, 3] > 0.5)
     assert lifts[-1] == 599 and np.array_equal(lifts[:-1] + 1, np.cumsum([len(s) for s in strokes])[:len(lifts) - 1])
+
+
+def test_batched_bench_streams_write_their_own_ink_and_refuse_too_little():
+    from runtime.bench import NO_ENDPOINTS, batched_stream_cost, bench_ink
+
+    rec = StreamingRecognizer(MODEL, decoder="greedy", endpoint=NO_ENDPOINTS)
+    ink, _ = bench_ink(400)
+    decode_us, features_us = batched_stream_cost(rec, ink, 3, 50)  # 3 streams of 100 samples each
+    assert decode_us > 0 and features_us > 0
+    with pytest.raises(ValueError, match="pen samples of ink"):
+        batched_stream_cost(rec, ink, 3, 199)  # 398 samples a stream leave no room for 3 offsets
 
 
 def test_torch_twin_of_the_onnx_model_matches_it():
