@@ -35,7 +35,7 @@ from runtime.features import NUM_FEATURES, FeatureExtractor
 from runtime.model import OnnxModel
 
 # The prefix beam search with the character LM: 18-31 % fewer character errors than greedy on
-# the held-out sets of the README's model card, for 24-55 % more CPU per pen sample (the bench's
+# the held-out sets of the README's model card, for 16-55 % more CPU per pen sample (the bench's
 # real-time factor at 200 Hz, beam over greedy in the same run).
 DEFAULT_DECODER = "beam"
 
