@@ -160,12 +160,16 @@ def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
 
         path = resources.files("runtime.samples").joinpath("unipen_demo.npz")
         corpus = load_corpus(str(path))
+        if len(corpus) == 0:
+            raise ValueError(f"{path.name} holds no samples")  # -> the synthetic line below
         pieces, total, shift = [], 0, 0.0
         i = 0
         while total < num_points:
             strokes = _resample_strokes(np.asarray(corpus.points(i % len(corpus)), np.float64), PEN_RATE_HZ)
             i += 1
             if not strokes:
+                if i >= len(corpus) and total == 0:
+                    raise ValueError(f"{path.name} holds no ink")  # -> the synthetic line below
                 continue
             xy = np.concatenate(strokes)
             scale = PHRASE_HEIGHT / max(float(np.ptp(xy[:, 1])), 1e-9)
