@@ -531,8 +531,8 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
             keep(f"rtf_{name}", rtf_200hz(r, pts, 1 if quick else 3))
     med = {k: statistics.median(v) for k, v in per_round.items()}
 
-    def median_ratio(num, den):
-        return statistics.median(a / b for a, b in zip(per_round[num], per_round[den]))
+    def median_ratio(nums, dens):  # the median of the per-round (or per-block) ratios
+        return statistics.median(a / b for a, b in zip(nums, dens))
 
     res: dict = {"model": rec.model.path, "decoder": decoder, "bench_ink": source, "pen_samples": len(pts),
                  "frames": frames, "frames_per_sample": fps, "frames_per_second": fps * PEN_RATE_HZ,
@@ -546,7 +546,7 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     res["ort_call_overhead_us"] = med["overhead"]
     res["rerun_600_s"] = med["rerun"]
     res["stream_600_s"] = med["chunk1"]  # streaming = one sample per call
-    res["ratio_vs_rerun"] = median_ratio("rerun", "chunk1")
+    res["ratio_vs_rerun"] = median_ratio(per_round["rerun"], per_round["chunk1"])
     # batched streams: blocks of rounds that take turns between 1, 16 and 256 streams, so the
     # 1-vs-256 ratio, like the others, compares like with like
     blocks, reps = (2, 150) if quick else (3, 300)  # 150 rounds (300 pen samples) make about 30 frames a stream
@@ -561,10 +561,10 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     for n, values in batched.items():
         res[f"per_stream_us_{n}"] = statistics.median(v[0] for v in values)
         res[f"features_us_per_burst_{n}"] = statistics.median(v[1] for v in values)
-    res["streams_1_over_256"] = statistics.median(a[0] / b[0] for a, b in zip(batched[1], batched[256]))
+    res["streams_1_over_256"] = median_ratio([v[0] for v in batched[1]], [v[0] for v in batched[256]])
     # the model's own share: one call over 256 rows against one row (one frame each), per row
     res["model_us_per_stream_256"] = statistics.median(model_256)
-    res["model_1_over_256"] = statistics.median(a / b for a, b in zip(model_1, model_256))
+    res["model_1_over_256"] = median_ratio(model_1, model_256)
     res["rtf_200hz"] = med[f"rtf_{decoder}"]
     for name in ("greedy", "beam"):
         res[f"rtf_200hz_{name}"] = med.get(f"rtf_{name}")
@@ -583,12 +583,10 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     chunk4 = [t / n * 1e6 for t in per_round["chunk4"]]
     fl, ov = per_round["floor"], per_round["overhead"]
     fps = max(fps, 1e-9)  # ink that makes no frame would make every per-sample floor zero
-    res["chunk1_over_floor_per_sample_plus_2_calls"] = statistics.median(
-        c / (f * fps + 2 * o) for c, f, o in zip(chunk1, fl, ov))
-    res["chunk4_over_floor_per_sample"] = statistics.median(c / (f * fps) for c, f in zip(chunk4, fl))
-    res["chunk1_over_floor_per_frame_plus_2_calls"] = statistics.median(
-        c / (f + 2 * o) for c, f, o in zip(chunk1, fl, ov))
-    res["chunk4_over_floor_per_frame"] = statistics.median(c / f for c, f in zip(chunk4, fl))
+    res["chunk1_over_floor_per_sample_plus_2_calls"] = median_ratio(chunk1, [f * fps + 2 * o for f, o in zip(fl, ov)])
+    res["chunk4_over_floor_per_sample"] = median_ratio(chunk4, [f * fps for f in fl])
+    res["chunk1_over_floor_per_frame_plus_2_calls"] = median_ratio(chunk1, [f + 2 * o for f, o in zip(fl, ov)])
+    res["chunk4_over_floor_per_frame"] = median_ratio(chunk4, fl)
     res["targets"] = {name: _COMPARE[op](res[key], limit) for name, key, op, limit in TARGETS}
     return res
 

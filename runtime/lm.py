@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from array import array
 import os
 import re
+from array import array
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
