@@ -9,7 +9,12 @@ A *source spec* names where samples come from, optionally with a weight (``spec=
 ``imadocsen-words:train`` ``<data_root>/imadocsen/words.npz`` without ``IMADOCSEN_VAL_WRITERS``
                          (``:val`` those writers only; no suffix: every writer, refused for training)
 ``imadocsen-sentences``  likewise ``sentences.npz`` (``:train``, ``:val``)
-``synthetic:N``          N samples from :mod:`training.synthetic` (seeded, rendered once)
+``synthetic:N``          N lines from :mod:`training.synthetic` (seeded, rendered once): words
+                         at real frequencies, numbers, punctuation, symbols
+``synthetic-text:N``     N lines of real running text (``<data_root>/text/``, the commercially
+                         usable Gutenberg and MASC parts) in synthetic hands
+``synthetic-short:N``    N short items as written on a tablet: single characters, capitals
+                         and letter pairs ("U V W", "NC Tx"), short words, abbreviations, numbers
 ``npz:PATH``             any corpus file in the shared npz format
 ``iamondb-root:PATH``    a user's IAM-OnDB folder (``lineStrokes/``, ``ascii/``)
 ``inkml:PATH``           a folder of ``.inkml`` files with truth annotations
@@ -83,6 +88,23 @@ def parse_source(spec: str) -> tuple[str, float]:
     return spec, 1.0
 
 
+# each synthetic kind draws its own writers, so mixing them never repeats a hand with a text
+SYNTHETIC_SEEDS = {"synthetic": 1234, "synthetic-text": 2345, "synthetic-short": 3456}
+# the running text the synthetic lines copy: the parts of data/text/ that allow commercial use
+SYNTHETIC_TEXT_FILES = ("gutenberg.txt.gz", "masc.txt.gz")
+
+
+def _synth_config(kind: str, data_root: str):
+    from training.synthetic import SynthConfig
+
+    if kind == "synthetic-text":
+        files = tuple(str(Path(data_root) / "text" / f) for f in SYNTHETIC_TEXT_FILES)
+        return SynthConfig(kind="corpus", words_per_line=(3, 10), corpus_files=files)
+    if kind == "synthetic-short":
+        return SynthConfig(kind="short")
+    return SynthConfig()
+
+
 def _source_samples(name: str, data_root: str, for_training: bool):
     """Yield ``(points, text, id)`` of a source; checks that training never sees held-out data."""
     kind, _, arg = name.partition(":")
@@ -113,7 +135,7 @@ def _source_samples(name: str, data_root: str, for_training: bool):
         c = load_corpus(arg)
         idx = np.arange(len(c))
     elif kind in ("iamondb-root", "inkml"):
-        from runtime import ink_io  # written for user folders; imported lazily
+        from runtime.formats import ink_io  # written for user folders; imported lazily
 
         if kind == "iamondb-root":
             inks = ink_io.read_iamondb(arg)
@@ -123,11 +145,11 @@ def _source_samples(name: str, data_root: str, for_training: bool):
             if ink.text:
                 yield ink.to_points(), ink.text, ink.id
         return
-    elif kind == "synthetic":
-        from training.synthetic import SyntheticInk
+    elif kind in SYNTHETIC_SEEDS:
+        from training.synthetic import SynthConfig, SyntheticInk
 
         n = int(arg or 10000)
-        gen = SyntheticInk(seed=1234)
+        gen = SyntheticInk(_synth_config(kind, data_root), seed=SYNTHETIC_SEEDS[kind])
         for i in range(n):
             pts, text = gen.sample(i)
             yield pts, text, f"synthetic/{i}"
@@ -155,11 +177,12 @@ def _cache_key(name: str, data_root: str, fcfg: FeatureConfig, alphabet: Alphabe
         files = [Path(arg)]
     elif kind in ("iamondb-root", "inkml"):
         files = sorted(p for p in Path(arg).rglob("*") if p.is_file())
-    elif kind == "synthetic":  # the generator's code and fonts decide what it renders
+    elif kind in SYNTHETIC_SEEDS:  # the generator's code, fonts and texts decide what it renders
         from training import synthetic
 
         here = Path(synthetic.__file__).parent
         files = [Path(synthetic.__file__), here / "fonts.py"] + sorted((here / "fonts").glob("*"))
+        files += [Path(f) for f in _synth_config(kind, data_root).corpus_files]
     else:
         files = sorted(Path(data_root).rglob("*.npz"))
         if kind.startswith("imadocsen"):  # which writers a split holds is decided here, not in the file

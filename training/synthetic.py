@@ -105,11 +105,17 @@ class AugmentConfig:
         _check_range(owner, "join_probability", self.join_probability, 0.0, 1.0)
 
 
+KINDS = ("word", "line", "short", "corpus")
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What to write and how: the kind of text, fonts, word statistics and the augmentation.
 
-    ``kind`` is ``"word"`` (one token) or ``"line"`` (``words_per_line`` tokens). ``fonts`` names
+    ``kind`` is ``"word"`` (one token), ``"line"`` (``words_per_line`` tokens), ``"short"``
+    (what people write on a tablet besides lines: an isolated character, a run of capitals or
+    letter pairs, a short word, an abbreviation, a number) or ``"corpus"`` (``words_per_line``
+    consecutive words of a sentence from ``corpus_files``, real running text). ``fonts`` names
     shipped fonts (see :data:`training.fonts.FONT_SPECS`); empty means all of them, weighted.
     ``frequency_power`` flattens the word distribution: 1.0 samples words at their real
     frequency, smaller values give rarer words more turns.
@@ -123,12 +129,15 @@ class SynthConfig:
     number_probability: float = 0.06
     symbol_probability: float = 0.02
     units_per_mm: float = 100.0
+    corpus_files: tuple = ()  # gzip text, one sentence per line (kind "corpus")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         owner = "SynthConfig"
-        if self.kind not in ("word", "line"):
-            raise ValueError(f"{owner}.kind must be 'word' or 'line', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"{owner}.kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "corpus" and not self.corpus_files:
+            raise ValueError(f"{owner}.corpus_files: kind 'corpus' needs at least one text file")
         _check_range(owner, "words_per_line", self.words_per_line, 1, 200)
         if not all(isinstance(v, int) for v in self.words_per_line):
             raise ValueError(f"{owner}.words_per_line must hold integers, got {self.words_per_line!r}")
@@ -285,6 +294,71 @@ class TextSampler:
         return " ".join(tokens)
 
 
+    def short(self, rng: np.random.Generator) -> str:
+        """What people write on a tablet besides lines: a single character, capitals or letter
+        pairs with spaces ("U V W", "NC Tx Or"), a short word in any case, an abbreviation, a number."""
+        kind = rng.random()
+        if kind < 0.25:  # one character, letters most often
+            u = rng.random()
+            pool = string.ascii_uppercase if u < 0.4 else string.ascii_lowercase if u < 0.75 else \
+                string.digits if u < 0.9 else string.punctuation
+            return pool[int(rng.integers(len(pool)))]
+        if kind < 0.45:  # a few letters, pairs or capitals, each on its own
+            n = int(rng.integers(2, 7))
+            style = rng.random()
+            items = []
+            for _ in range(n):
+                if style < 0.4:
+                    items.append(string.ascii_uppercase[int(rng.integers(26))])
+                elif style < 0.6:
+                    items.append(string.ascii_lowercase[int(rng.integers(26))])
+                else:
+                    a, b = rng.integers(26, size=2)
+                    second = string.ascii_uppercase[b] if rng.random() < 0.5 else string.ascii_lowercase[b]
+                    items.append(string.ascii_uppercase[a] + second)
+            return " ".join(items)
+        if kind < 0.55:  # an abbreviation or acronym
+            n = int(rng.integers(2, 5))
+            letters = "".join(string.ascii_uppercase[int(i)] for i in rng.integers(26, size=n))
+            return letters if rng.random() < 0.7 else ".".join(letters) + "."
+        if kind < 0.65:
+            return self._number(rng)
+        # one to three short words, in any case
+        words = []
+        for _ in range(int(rng.integers(1, 4))):
+            word = self._plain_word(rng)
+            while len(word) > 6:
+                word = self._plain_word(rng)
+            case = rng.random()
+            words.append(word.upper() if case < 0.2 else word[:1].upper() + word[1:] if case < 0.5 else word)
+        return " ".join(words)
+
+
+@functools.lru_cache(maxsize=2)
+def _corpus_sentences(files: tuple) -> tuple:
+    """The lines of gzip text files that hold at least one letter (printable ASCII only)."""
+    import gzip
+
+    sentences = []
+    for path in files:
+        with gzip.open(path, "rt", encoding="ascii", errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if line and any(c.isalpha() for c in line) and all(" " <= c <= "~" for c in line):
+                    sentences.append(line)
+    if not sentences:
+        raise ValueError(f"no text in {files}")
+    return tuple(sentences)
+
+
+def corpus_line(files: tuple, rng: np.random.Generator, n_words: int) -> str:
+    """``n_words`` consecutive words of a random sentence of ``files`` (fewer if it is shorter)."""
+    sentences = _corpus_sentences(tuple(str(f) for f in files))
+    words = sentences[int(rng.integers(len(sentences)))].split()
+    start = int(rng.integers(0, max(1, len(words) - n_words + 1)))
+    return " ".join(words[start:start + n_words])
+
+
 # ---- rendering -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -371,6 +445,11 @@ class SyntheticInk:
         rng = self._rng(index)
         if self.config.kind == "word":
             text = self.text_sampler.word(rng)
+        elif self.config.kind == "short":
+            text = self.text_sampler.short(rng)
+        elif self.config.kind == "corpus":
+            lo, hi = self.config.words_per_line
+            text = corpus_line(self.config.corpus_files, rng, int(rng.integers(lo, hi + 1)))
         else:
             lo, hi = self.config.words_per_line
             text = self.text_sampler.line(rng, int(rng.integers(lo, hi + 1)))

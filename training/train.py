@@ -80,6 +80,9 @@ class TrainConfig:
     keep_every: int = 0  # also keep the weights every N updates as step_NNNNNN.pt (for training.average); 0: no
     patience: int = 2  # validations without improvement before the learning rate is halved
     early_stop: int = 6  # validations without improvement before training stops
+    # which validation CER picks best.pt and drives the schedule: "first" (the first --val set) or
+    # "mean" (the mean over every --val set: a model for all writers, not the one set's)
+    select: str = "first"
     seed: int = 1
     threads: int = 0  # CPU threads for torch (0: all cores)
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
@@ -92,6 +95,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}")
         if not self.train:
             raise ValueError("TrainConfig.train: name at least one data source")
+        if self.select not in ("first", "mean"):
+            raise ValueError(f"TrainConfig.select must be 'first' or 'mean', got {self.select!r}")
         if self.schedule not in ("plateau", "cosine"):
             raise ValueError(f"TrainConfig.schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
         for s in self.train + self.val:
@@ -172,7 +177,12 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    """A checkpoint dict with ``model_config``, ``model`` and the training state."""
+    """A checkpoint dict with ``model_config``, ``model`` and the training state. An exported
+    float32 ``.onnx`` file gives its weights (for ``--init``: continue training a shipped model)."""
+    if str(path).endswith(".onnx"):
+        from training.onnx_import import checkpoint_from_onnx
+
+        return checkpoint_from_onnx(path)
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint version {ckpt.get('version')!r}, expected {CHECKPOINT_VERSION}")
@@ -461,6 +471,8 @@ class Trainer:
         if self.is_main:
             res = self.validate()
             main = next(iter(res.values())) if res else {"cer": math.nan, "wer": math.nan}
+            if self.cfg.select == "mean" and res:
+                main = {k: float(np.mean([v[k] for v in res.values()])) for k in ("cer", "wer")}
             row = {"kind": "val", "step": self.step, "epoch": self.epoch, "cer": main["cer"], "wer": main["wer"],
                    "sets": res, "lr": self._lr(), "frames_seen": self.frames_seen}
             with open(metrics_path, "a") as f:
