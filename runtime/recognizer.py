@@ -38,6 +38,7 @@ from runtime.model import OnnxModel
 # the held-out sets of the README's model card, for 16-55 % more CPU per pen sample (the bench's
 # real-time factor at 200 Hz, beam over greedy in the same run).
 DEFAULT_DECODER = "beam"
+DECODERS = ("greedy", "beam")  # what make_decoder builds
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class EndpointConfig:
             raise ValueError(f"EndpointConfig.pause_s must be > 0, got {self.pause_s}")
 
 
-OFFLINE = EndpointConfig(pause_s=math.inf, line_break=False)  # never ends a line (recognize())
+# never ends a line: whole lines (recognize(), eval, bench), and the reader decides where lines end
+OFFLINE = EndpointConfig(pause_s=math.inf, line_break=False)
 
 
 @dataclass(frozen=True)
@@ -321,7 +323,8 @@ class StreamingRecognizer:
 
 
 def make_decoder(name: str, alphabet, **options):
-    """``greedy`` or ``beam`` (prefix beam search with a character language model)."""
+    """``greedy``, ``beam`` (prefix beam search with a character language model) or ``word`` (the
+    same with a word n-gram LM, open vocabulary and user words: :mod:`runtime.word_beam`)."""
     if name == "greedy":
         if options:
             raise ValueError(f"the greedy decoder takes no options, got {sorted(options)}")
@@ -330,4 +333,8 @@ def make_decoder(name: str, alphabet, **options):
         from runtime.beam import CtcPrefixBeamDecoder
 
         return CtcPrefixBeamDecoder(alphabet, **options)
-    raise ValueError(f"decoder must be 'greedy' or 'beam', got {name!r}")
+    if name == "word":
+        from runtime.word_beam import CtcWordBeamDecoder
+
+        return CtcWordBeamDecoder(alphabet, **options)
+    raise ValueError(f"decoder must be 'greedy', 'beam' or 'word', got {name!r}")

@@ -137,7 +137,7 @@ def test_reader_reconnects_when_the_port_vanishes_and_comes_back(tmp_path):
 
 def test_emulate_cli_prints_the_path_first_and_replays_the_fixture():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "emulate", "--protocol", "isdv4", "--speed", "8", "--ids", "loops",
+        [sys.executable, "-m", "runtime.app.cli", "emulate", "--protocol", "isdv4", "--speed", "8", "--ids", "loops",
          str(FIXTURES / "tiny_corpus.npz")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -212,8 +212,8 @@ def test_reader_records_a_failure_and_emits_stopped_whatever_raises(protocol, on
 
 
 def test_emulate_load_inks_applies_ids_before_limit_for_ink_files(monkeypatch):
-    import runtime.ink_io
-    from runtime.emulate import load_inks
+    import runtime.formats.ink_io
+    from runtime.app.emulate import load_inks
 
     class FakeInk:
         units_per_mm = 10.0
@@ -224,20 +224,20 @@ def test_emulate_load_inks_applies_ids_before_limit_for_ink_files(monkeypatch):
         def to_points(self):
             return np.array([[float(len(self.id)), 0.0, 0.0, 1.0]])
 
-    monkeypatch.setattr(runtime.ink_io, "read_ink_file", lambda path: [FakeInk("a"), FakeInk("bb"), FakeInk("ccc")])
+    monkeypatch.setattr(runtime.formats.ink_io, "read_ink_file", lambda path: [FakeInk("a"), FakeInk("bb"), FakeInk("ccc")])
     inks = load_inks(["lines.inkml"], limit=1, ids="ccc")  # before the fix: [:1] kept only "a", then no match
     assert [p[0, 0] for p, _ in inks] == [3.0]
     assert [p[0, 0] for p, _ in load_inks(["lines.inkml"], limit=2, ids="a,ccc")] == [1.0, 3.0]
 
 
 def test_emulate_cli_rejects_a_bad_option_with_a_message():
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "emulate", "--noise", "2", str(FIXTURES / "tiny_corpus.npz")],
+    proc = subprocess.run([sys.executable, "-m", "runtime.app.cli", "emulate", "--noise", "2", str(FIXTURES / "tiny_corpus.npz")],
                           cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
     assert proc.returncode == 2 and "noise must be a probability" in proc.stderr and proc.stdout == ""
 
 
 def test_emulate_loads_inkml_from_the_shared_raw_sample():
-    from runtime.emulate import load_inks
+    from runtime.app.emulate import load_inks
 
     inkml = ROOT.parent / "shared" / "data" / "imadocsen" / "raw-sample" / "data" / "sentences" / "writer3" / "sentence1.inkml"
     if not inkml.exists():
@@ -249,7 +249,7 @@ def test_emulate_loads_inkml_from_the_shared_raw_sample():
 def test_a_device_restart_ends_the_line_in_the_live_loop():
     """The decoder keeps time continuous across a reboot, so neither the clock rule nor a pause can
     end the line there: the restart marker in the sample queue must, in order among the samples."""
-    from runtime.live import LiveRecognition
+    from runtime.app.live import LiveRecognition
     from runtime.recognizer import EndpointConfig, StreamingRecognizer
 
     rec = StreamingRecognizer(endpoint=EndpointConfig(pause_s=1e9, line_break=False))  # no other endpoint
@@ -290,7 +290,7 @@ def test_a_restart_then_a_disconnect_read_late_still_gives_each_session_its_own_
     from firmware_bridge.firmware import inkstream_protocol as device
     from firmware_bridge.reader import ReconnectPolicy
     from firmware_bridge.sources import InkstreamSerialSource, _SerialPenSource
-    from runtime.live import LiveRecognition
+    from runtime.app.live import LiveRecognition
     from runtime.recognizer import EndpointConfig, StreamingRecognizer
 
     class UnstartedSource(InkstreamSerialSource):

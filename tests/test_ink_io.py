@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from runtime.ink import Ink, InkFormatError, load_corpus, save_corpus
-from runtime.ink_io import (IamOnDbWarning, iter_corpus_samples, read_iamondb, read_iamondb_line, read_ink_file,
+from runtime.formats.ink_io import (IamOnDbWarning, iter_corpus_samples, read_iamondb, read_iamondb_line, read_ink_file,
                             read_inkml, write_inkml)
-from runtime.inkml import InkChannel, parse_trace
+from runtime.formats.inkml import InkChannel, parse_trace
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ink"
 IAM_ROOT = FIXTURES / "iamondb_root"
@@ -156,7 +156,7 @@ def test_write_then_read_inkml_round_trips_points_and_labels(tmp_path, pressure)
         assert read.units_per_mm == original.units_per_mm or (math.isnan(read.units_per_mm) and math.isnan(original.units_per_mm))
         assert [len(s) for s in read.strokes] == [len(s) for s in original.strokes]
         a, b = np.concatenate(original.strokes), np.concatenate(read.strokes)
-        # Written with 3 decimals for x, y, pressure and 6 for t (see runtime.inkml).
+        # Written with 3 decimals for x, y, pressure and 6 for t (see runtime.formats.inkml).
         np.testing.assert_allclose(b[:, :2], a[:, :2], rtol=0, atol=5e-4)
         np.testing.assert_allclose(b[:, 2], a[:, 2], rtol=0, atol=5e-7)
         if pressure:

@@ -22,8 +22,9 @@ from firmware_bridge.replay import fit_to_device
 from firmware_bridge.samples import PenSample
 from firmware_bridge.sources import PenSource
 from runtime.ink import load_corpus
-from runtime.live import LiveRecognition, load_points
-from runtime.recognize import LineOutput
+from runtime.app.live import LiveRecognition
+from runtime.app.sources import load_points
+from runtime.app.terminal import LineOutput
 from runtime.recognizer import StreamingRecognizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ WAIT = 20.0  # seconds before a wait gives up (the run failed), not a timing ass
 
 
 def _cli(*args):
-    return [sys.executable, "-m", "runtime.cli", *args]
+    return [sys.executable, "-m", "runtime.app.cli", *args]
 
 
 def _recognize_cmd(spec, *extra):
@@ -168,10 +169,10 @@ def test_terminal_output_rewrites_one_line():
 
 def test_a_bad_source_spec_is_refused_with_a_message():
     proc = subprocess.run(_recognize_cmd("tcp:localhost"), cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
-    assert proc.returncode == 2 and "unknown kind 'tcp'" in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 2 and "unknown pen source 'tcp:localhost'" in proc.stderr and proc.stdout == ""
 
 
-# ---- the live loop itself (runtime.live), fed by a scripted source -------------------------------
+# ---- the live loop itself (runtime.app.live), fed by a scripted source -------------------------------
 class ScriptedSource(PenSource):
     """Hands out one prepared batch per read; never ends."""
 

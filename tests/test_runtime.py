@@ -11,22 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.cli import main as cli_main
+from runtime.app.cli import main as cli_main
 from runtime.ink import InkFormatError, load_corpus
 from runtime.model import ModelFileError, default_model_path
-from runtime.recognizer import EndpointConfig, StreamingRecognizer
+from runtime.recognizer import OFFLINE, EndpointConfig, StreamingRecognizer
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz"
 SHARED = ROOT.parent / "shared" / "data"
-NO_ENDPOINTS = EndpointConfig(pause_s=1e9, line_break=False)
 # the shipped model unless INKSTREAM_TEST_MODEL names another (e.g. while the shipped one is re-exported)
 MODEL = os.environ.get("INKSTREAM_TEST_MODEL") or None
 
 
 @pytest.fixture(scope="module")
 def rec():
-    return StreamingRecognizer(MODEL, endpoint=NO_ENDPOINTS)
+    return StreamingRecognizer(MODEL, endpoint=OFFLINE)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +60,7 @@ def test_streaming_one_point_at_a_time_equals_offline(rec, samples):
 
 
 def test_streaming_equals_offline_with_the_beam_decoder(samples):
-    beam = StreamingRecognizer(MODEL, decoder="beam", endpoint=NO_ENDPOINTS, decoder_options={"beam_width": 4})
+    beam = StreamingRecognizer(MODEL, decoder="beam", endpoint=OFFLINE, decoder_options={"beam_width": 4})
     for pts, _ in samples[:3]:
         assert _stream(beam, pts, [3]).text == beam.recognize(pts).text
 
@@ -79,7 +78,7 @@ def test_streaming_equals_offline_on_shared_iamondb_lines(rec):
 
 @pytest.fixture(scope="module")
 def float_rec():
-    return StreamingRecognizer(default_model_path(int8=False), endpoint=NO_ENDPOINTS)
+    return StreamingRecognizer(default_model_path(int8=False), endpoint=OFFLINE)
 
 
 def test_the_default_model_is_the_int8_copy_stepped_one_frame_per_call(rec, float_rec):
@@ -276,15 +275,15 @@ def test_streams_own_their_endpoint_config_and_recognize_leaves_it_alone(samples
     line_breaks = EndpointConfig(pause_s=1e9)
     rec = _GuardedRecognizer(MODEL, endpoint=line_breaks)
     session = np.concatenate(_session(rec, samples, 2))
-    s, quiet = rec.create_stream(), rec.create_stream(NO_ENDPOINTS)
-    assert s.endpoint is line_breaks and quiet.endpoint is NO_ENDPOINTS
+    s, quiet = rec.create_stream(), rec.create_stream(OFFLINE)
+    assert s.endpoint is line_breaks and quiet.endpoint is OFFLINE
     res = rec.recognize(session)  # offline: one result over every sample, no line split
     assert res.num_samples == len(session) and res.is_final
     assert rec.endpoint is line_breaks
     quiet.accept_samples(session)
     assert quiet.held_back is None and quiet.samples == len(session)
     rec.reset(quiet)
-    assert quiet.endpoint is NO_ENDPOINTS  # reset keeps the stream's own config
+    assert quiet.endpoint is OFFLINE  # reset keeps the stream's own config
 
 
 def test_malformed_samples_leave_the_stream_unchanged_also_while_a_line_is_held_back(samples):
@@ -375,7 +374,7 @@ def test_eval_cli_reads_an_iamondb_root_with_forms():
 def test_trivial_onnx_graph_is_built_without_the_onnx_package():
     import onnxruntime as ort
 
-    from runtime.bench import trivial_onnx_bytes
+    from runtime.app.bench import trivial_onnx_bytes
 
     sess = ort.InferenceSession(trivial_onnx_bytes(), providers=["CPUExecutionProvider"])
     x = np.array([3.5], np.float32)
@@ -385,7 +384,7 @@ def test_trivial_onnx_graph_is_built_without_the_onnx_package():
 def test_bench_ink_is_the_demo_handwriting_at_200_hz_in_its_writers_time():
     """The bench's pen moves as fast as the writer's did: each stroke re-sampled at 200 Hz lasts as
     long as the original stroke (to one 5 ms sample), and ends with a pen lift."""
-    from runtime.bench import PEN_RATE_HZ, _resample_strokes, bench_ink
+    from runtime.app.bench import PEN_RATE_HZ, _resample_strokes, bench_ink
     from runtime.ink import load_corpus
 
     demo = load_corpus(str(ROOT / "runtime" / "samples" / "unipen_demo.npz"))
@@ -413,9 +412,9 @@ def test_bench_ink_is_the_demo_handwriting_at_200_hz_in_its_writers_time():
 
 
 def test_batched_bench_streams_write_their_own_ink_and_refuse_too_little():
-    from runtime.bench import NO_ENDPOINTS, batched_stream_cost, bench_ink
+    from runtime.app.bench import batched_stream_cost, bench_ink
 
-    rec = StreamingRecognizer(MODEL, decoder="greedy", endpoint=NO_ENDPOINTS)
+    rec = StreamingRecognizer(MODEL, decoder="greedy", endpoint=OFFLINE)
     ink, _ = bench_ink(400)
     decode_us, features_us = batched_stream_cost(rec, ink, 3, 50)  # 3 streams of 100 samples each
     assert decode_us > 0 and features_us > 0
@@ -426,7 +425,7 @@ def test_batched_bench_streams_write_their_own_ink_and_refuse_too_little():
 def test_torch_twin_of_the_onnx_model_matches_it():
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from runtime.bench import torch_step_us
+    from runtime.app.bench import torch_step_us
 
     us, parity, note = torch_step_us(MODEL or str(default_model_path()), repeats=1)
     assert us is not None and parity < 1e-4, note
@@ -438,7 +437,7 @@ def test_torch_twin_reads_weights_the_exporter_shares_between_layers(tmp_path):
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     from export.onnx_export import StreamingWrapper
-    from runtime.bench import exported_weights, torch_step_us
+    from runtime.app.bench import exported_weights, torch_step_us
     from runtime.model import INPUT_NAMES, OUTPUT_NAMES
     from training.model import ModelConfig, OnlineLSTMCTC
 
@@ -476,7 +475,7 @@ def test_edge_modules_do_not_import_torch_or_onnx():
             "print(' '.join(mods)); print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     mods, bad = out.stdout.splitlines()
-    assert {"runtime.recognizer", "runtime.recognize", "runtime.cli", "runtime.lm", "runtime.ui.server",
-            "runtime.ui.session", "runtime.ui.sources", "firmware_bridge.sources",
+    assert {"runtime.recognizer", "runtime.app.recognize", "runtime.app.cli", "runtime.lm", "runtime.app.ui.server",
+            "runtime.app.ui.session", "runtime.app.sources", "firmware_bridge.sources",
             "firmware_bridge.emulator"} <= set(mods.split())
     assert bad == ""

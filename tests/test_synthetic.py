@@ -148,7 +148,7 @@ def test_bad_synth_config_raises_naming_the_field(kwargs, field):
 
 
 def test_cli_writes_a_corpus_and_a_picture(tmp_path):
-    from runtime.cli import build_parser
+    from runtime.app.cli import build_parser
 
     out, png = tmp_path / "synth.npz", tmp_path / "synth.png"
     args = build_parser(only="synth").parse_args(

@@ -21,7 +21,7 @@ TINY = ["--train", f"npz:{WORDS}", "--val", f"npz:{WORDS}", "--data-root", str(F
 
 
 def _train(out, *extra, env=None, **kw):
-    cmd = [sys.executable, "-m", "runtime.cli", "train", "--out", str(out), "--cache-dir", str(out / "cache"), *TINY, *extra]
+    cmd = [sys.executable, "-m", "runtime.app.cli", "train", "--out", str(out), "--cache-dir", str(out / "cache"), *TINY, *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=240, **kw)
 
 
@@ -106,7 +106,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     broken = tmp_path / "broken"
     # the killed run is told to go on much longer, so it cannot finish before the kill; the
     # resumed run stops at 24 like the unbroken one (max_steps changes nothing else)
-    cmd = [sys.executable, "-m", "runtime.cli", "train", "--out", str(broken), "--cache-dir", str(broken / "cache"),
+    cmd = [sys.executable, "-m", "runtime.app.cli", "train", "--out", str(broken), "--cache-dir", str(broken / "cache"),
            *TINY, "--max-steps", "100000", "--eval-every", "12", "--ckpt-every", "2", *aug]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
@@ -139,7 +139,7 @@ def test_killed_run_resumes_exactly(tmp_path):
 def test_ddp_on_cpu_with_gloo_two_processes(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "runtime.cli", "train", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), *TINY,
+           "-m", "runtime.app.cli", "train", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), *TINY,
            "--max-steps", "6", "--eval-every", "6"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-3000:])
@@ -216,7 +216,7 @@ def test_average_of_kept_checkpoints_is_their_mean_and_is_validated(tiny_run, tm
     a, b = tiny_run / "step_000020.pt", tiny_run / "step_000040.pt"
     assert a.exists() and b.exists()
     out = tmp_path / "avg.pt"
-    r = subprocess.run([sys.executable, "-m", "runtime.cli", "average", str(out), str(a), str(b),
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "average", str(out), str(a), str(b),
                         "--data-root", str(FIXTURES)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "[val]" in r.stdout

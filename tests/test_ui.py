@@ -22,11 +22,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from firmware_bridge.samples import PenSample
 from runtime.ink import load_corpus
-from runtime.live import serial_error_count
+from runtime.app.live import serial_error_count
 from runtime.recognizer import StreamingRecognizer
-from runtime.ui.server import LiveServer, ServerConfig
-from runtime.ui.session import BrowserPenSource
-from runtime.ui.sources import DEMO_SAMPLES, open_live_source
+from runtime.app.ui.server import LiveServer, ServerConfig
+from runtime.app.ui.session import BrowserPenSource
+from runtime.app.sources import DEMO_SAMPLES, open_pen_source
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -42,7 +42,7 @@ def recognizer():
 
 
 def start_server(recognizer, spec="browser", config=ServerConfig(port=0), speed=1.0, loop=False):
-    return LiveServer(open_live_source(spec, speed=speed, loop=loop), recognizer, config).start_in_thread()
+    return LiveServer(open_pen_source(spec, speed=speed, loop=loop), recognizer, config).start_in_thread()
 
 
 def sample_points(index=0) -> np.ndarray:
@@ -228,7 +228,7 @@ def test_a_failed_session_is_reported_and_waiters_are_released(recognizer):
 def test_a_port_in_use_is_an_error_and_nothing_is_left_running(recognizer):
     server = start_server(recognizer)
     try:
-        live = open_live_source("emulator", speed=4.0)
+        live = open_pen_source("emulator", speed=4.0)
         second = LiveServer(live, recognizer, ServerConfig(port=server.port))
         with pytest.raises(OSError):
             second.start_in_thread()

@@ -6,7 +6,7 @@ the ink files as a device would, until the replay ends (or forever with ``--loop
 a one-line summary to stderr.
 
 INK files: corpus ``.npz``, ``.inkml``, IAM-OnDB ``.xml`` line files or an IAM-OnDB folder
-(through :func:`runtime.ink_io.read_ink_file`). In every file ``--ids`` picks samples first, then
+(through :func:`runtime.formats.ink_io.read_ink_file`). In every file ``--ids`` picks samples first, then
 ``--limit`` keeps at most N of them.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def load_inks(paths, limit=None, ids=None) -> list[tuple[np.ndarray, float]]:
             for i in chosen[:limit]:
                 inks.append((corpus.points(i).astype(np.float64), float(corpus.units_per_mm[i])))
             continue
-        from runtime.ink_io import read_ink_file
+        from runtime.formats.ink_io import read_ink_file
         chosen = [ink for ink in read_ink_file(path) if wanted is None or ink.id in wanted]
         for ink in chosen[:limit]:  # --ids first, then --limit, as for .npz files
             inks.append((ink.to_points(), float(ink.units_per_mm)))

@@ -112,7 +112,7 @@ def read_iamondb_line(xml_path: PathLike, text: Optional[str] = None) -> Ink:
     """Read one ``lineStrokes`` XML file into an :class:`Ink` with ``(n, 3)`` strokes.
 
     ``text`` is stored as given (the reader does not look for the ascii file; see
-    :func:`runtime.ink_io.read_ink_file` for that). Raises :class:`InkFormatError` naming the
+    :func:`runtime.formats.ink_io.read_ink_file` for that). Raises :class:`InkFormatError` naming the
     file when it is not XML, has no ``<Stroke>`` with points, or a ``<Point>`` lacks a numeric
     ``x``, ``y`` or ``time``.
     """

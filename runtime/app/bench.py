@@ -53,9 +53,8 @@ from typing import Optional
 import numpy as np
 
 from runtime.features import extract
-from runtime.recognizer import DEFAULT_DECODER, EndpointConfig, StreamingRecognizer
+from runtime.recognizer import DEFAULT_DECODER, OFFLINE, StreamingRecognizer
 
-NO_ENDPOINTS = EndpointConfig(pause_s=1e9, line_break=False)
 # the issue's targets: (name in the JSON, the figure it reads, how it compares, the limit)
 TARGETS = (
     # like with like: the floor converted to a pen sample (this model reads fewer frames than samples)
@@ -454,9 +453,10 @@ def rtf_200hz(rec: StreamingRecognizer, pts: np.ndarray, repeats: int) -> float:
 _RSS_SCRIPT = r"""
 import sys, numpy as np
 from runtime.recognizer import StreamingRecognizer
-from runtime.bench import bench_ink, NO_ENDPOINTS
+from runtime.app.bench import bench_ink
+from runtime.recognizer import OFFLINE
 model = sys.argv[1] or None
-rec = StreamingRecognizer(model, decoder=sys.argv[2], endpoint=NO_ENDPOINTS)
+rec = StreamingRecognizer(model, decoder=sys.argv[2], endpoint=OFFLINE)
 pts, _ = bench_ink(600)
 s = rec.create_stream()
 for a in range(0, len(pts), 2):
@@ -499,12 +499,12 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
     rounds, and each of those ratios the median of its per-round ratios.
     """
     rounds = 3 if quick else 7
-    rec = StreamingRecognizer(model_path, decoder=decoder, endpoint=NO_ENDPOINTS)
+    rec = StreamingRecognizer(model_path, decoder=decoder, endpoint=OFFLINE)
     decoders = {decoder: rec}
     for name in ("greedy", "beam"):
         if name not in decoders:
             try:
-                decoders[name] = StreamingRecognizer(model_path, decoder=name, endpoint=NO_ENDPOINTS)
+                decoders[name] = StreamingRecognizer(model_path, decoder=name, endpoint=OFFLINE)
             except (FileNotFoundError, ValueError) as exc:  # no LM file
                 log(f"{name} decoder unavailable: {exc}")
     pts, source = bench_ink(600)

@@ -16,12 +16,12 @@ SUBCOMMANDS = {
     "train": ("training.train", "train the online LSTM-CTC model", "train"),
     "average": ("training.average", "average the weights of several checkpoints of one run", "train"),
     "export": ("export.onnx_export", "export a checkpoint to ONNX (+ int8 copy)", "train"),
-    "eval": ("runtime.evaluate", "CER/WER of a model through the streaming runtime", None),
-    "bench": ("runtime.bench", "measure the streaming runtime's speed", None),
-    "recognize": ("runtime.recognize", "recognise live pen input from a serial tablet or a file", None),
-    "emulate": ("runtime.emulate", "an emulated serial tablet on a pseudo-terminal", None),
-    "serve": ("runtime.ui.server", "serve the live recognition web page", None),
-    "demo": ("runtime.ui.demo", "the demo: emulated tablet -> recognizer -> web page", None),
+    "eval": ("runtime.app.eval_command", "CER/WER of a model through the streaming runtime", None),
+    "bench": ("runtime.app.bench", "measure the streaming runtime's speed", None),
+    "recognize": ("runtime.app.recognize", "recognise live pen input from a serial tablet or a file", None),
+    "emulate": ("runtime.app.emulate", "an emulated serial tablet on a pseudo-terminal", None),
+    "serve": ("runtime.app.ui.server", "serve the live recognition web page", None),
+    "demo": ("runtime.app.ui.demo", "the demo: emulated tablet -> recognizer -> web page", None),
     "synth": ("training.synthetic", "write synthetic handwriting samples", "train"),
 }
 

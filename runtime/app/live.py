@@ -24,7 +24,6 @@ the line; later rows belong to the next line and come again in an ``on_partial``
 """
 from __future__ import annotations
 
-import math
 import queue
 import time
 from typing import Callable, Optional
@@ -36,10 +35,7 @@ from firmware_bridge.samples import ErrorCounters, PenSample, StrokeRowAssembler
 from firmware_bridge.sources import PenSource
 from runtime.recognizer import RecognitionResult, StreamingRecognizer
 
-__all__ = ["LiveRecognition", "load_points", "serial_error_count", "error_counts", "setup_error_message",
-           "GAP_BETWEEN_INKS_S"]
-
-GAP_BETWEEN_INKS_S = 2.5  # device seconds between replayed inks: longer than the default endpoint pause
+__all__ = ["LiveRecognition", "serial_error_count", "error_counts"]
 
 
 def serial_error_count(errors: ErrorCounters) -> int:
@@ -52,35 +48,6 @@ def error_counts(errors: ErrorCounters) -> dict:
     counts = {k: v for k, v in errors.__dict__.items() if k != "extra" and v}
     counts.update({k: v for k, v in errors.extra.items() if v})
     return counts
-
-
-def setup_error_message(exc: Exception) -> str:
-    """A bad model, spec or file as one line for the command line (a bare FileNotFoundError
-    from :func:`runtime.ink_io.read_ink_file` only names the path)."""
-    if isinstance(exc, FileNotFoundError) and not exc.strerror:
-        return f"{exc}: no such file or folder"
-    return str(exc)
-
-
-def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S) -> tuple:
-    """``file:`` loader for the bridge: every ink of ``path`` (:func:`runtime.ink_io.read_ink_file`),
-    one after the other, ``gap_s`` seconds apart; returns ``(points, units_per_mm)``."""
-    from runtime.ink_io import read_ink_file
-
-    inks = read_ink_file(path)
-    parts, t0 = [], 0.0
-    for ink in inks:
-        p = ink.to_points()
-        if not len(p):
-            continue
-        p[:, 2] += t0 - p[0, 2]
-        parts.append(p)
-        t0 = float(p[:, 2].max()) + gap_s
-    if not parts:
-        raise ValueError(f"{path}: no ink in the file")
-    upm = inks[0].units_per_mm
-    same = all(i.units_per_mm == upm or (math.isnan(i.units_per_mm) and math.isnan(upm)) for i in inks)
-    return np.concatenate(parts), (upm if same else math.nan)
 
 
 def _ignore(*_args) -> None:
@@ -113,7 +80,7 @@ class LiveRecognition:
         self.ink_seconds = 0.0
         self.arrived_wall = time.time()  # wall clock when the newest samples were read
         self._source_t: Optional[float] = None  # the newest sample's t, rows or not
-        self._session_breaks = getattr(source, "session_breaks", 0)  # device restarts already handled
+        self._session_breaks = source.session_breaks  # device restarts already handled
         self._arrival = time.monotonic()  # when that sample was read
 
     # ---- the loop body ---------------------------------------------------------------------
@@ -199,7 +166,7 @@ class LiveRecognition:
     def _feed(self, rows: np.ndarray) -> None:
         # A burst may hold a whole pause (a file replayed at once, a host that fell behind): cut it
         # at every stroke start that follows a pause, so lines end as they would live.
-        pause = getattr(self.stream, "endpoint", self.recognizer.endpoint).pause_s  # the stream's own rules
+        pause = self.stream.endpoint.pause_s  # the stream's own rules
         cuts = [i for i in range(1, len(rows)) if rows[i - 1, 3] > 0.5 and rows[i, 2] - rows[i - 1, 2] >= pause]
         for chunk in np.split(rows, cuts):
             stream = self.stream
@@ -239,13 +206,13 @@ class LiveRecognition:
 
     def _device_restarted(self) -> bool:
         """True once per device restart the source's reads went past (``session_breaks``)."""
-        breaks = getattr(self.source, "session_breaks", 0)
+        breaks = self.source.session_breaks
         seen, self._session_breaks = self._session_breaks, breaks
         return breaks != seen
 
     def _drain_events(self) -> None:
-        events = getattr(self.source, "events", None)
-        while events is not None:
+        events = self.source.events
+        while True:
             try:
                 event = events.get_nowait()
             except queue.Empty:

@@ -1,7 +1,7 @@
 """One live recognition session: a pen source, one :class:`InkStream`, and the lines it produced.
 
 A :class:`RecognitionSession` runs a worker thread that reads :class:`PenSample` batches from a
-pen source and recognises them with :class:`runtime.live.LiveRecognition` (the loop ``inkstream
+pen source and recognises them with :class:`runtime.app.live.LiveRecognition` (the loop ``inkstream
 recognize`` runs too, with the same endpoints), and *publishes* plain-dict messages (JSON-ready) to a callback. The web server broadcasts them to
 every viewer; the terminal demo prints them. Decoding therefore never runs on an event loop.
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from firmware_bridge.samples import DeviceInfo, ErrorCounters, PenSample
 from firmware_bridge.sources import PenSource
-from runtime.live import LiveRecognition, error_counts, serial_error_count
+from runtime.app.live import LiveRecognition, error_counts, serial_error_count
 from runtime.recognizer import RecognitionResult, StreamingRecognizer
 
 __all__ = ["SessionConfig", "RecognitionSession", "BrowserPenSource", "chars_to_json"]
@@ -122,7 +122,7 @@ def _errors_to_json(errors: ErrorCounters) -> dict:
 
 class RecognitionSession:
     """Reads ``source`` on a worker thread, recognises it with ``recognizer`` (one stream, through
-    :class:`runtime.live.LiveRecognition`) and publishes messages (see the module docstring) to
+    :class:`runtime.app.live.LiveRecognition`) and publishes messages (see the module docstring) to
     ``publish``, which is called on the worker thread and must not block. ``start()``/``close()``;
     ``snapshot()`` from any thread. If the worker dies, ``failure`` holds the exception, a
     ``source`` message with state ``failed`` goes out, and waiting command events are set."""

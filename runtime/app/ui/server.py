@@ -2,7 +2,7 @@
 
 One ``websockets`` server does both: its ``process_request`` hook answers plain HTTP GETs with
 the static page (``static/``) and a read-only ``/api/state``, and lets ``/ws`` upgrade to a
-WebSocket. Every viewer gets the same broadcast (see :mod:`runtime.ui.session` for the
+WebSocket. Every viewer gets the same broadcast (see :mod:`runtime.app.ui.session` for the
 messages); recognition runs on the session's worker thread, never on the event loop.
 
 Safety: binds 127.0.0.1 unless told otherwise; when bound to a loopback address the ``Host``
@@ -36,10 +36,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from firmware_bridge.samples import PenSample
-from runtime.live import setup_error_message
+from runtime.app.config import add_recognizer_arguments, config_from_args
+from runtime.app.errors import USER_ERRORS, fail
+from runtime.app.sources import SPEC_HELP, LiveSource, open_pen_source
+from runtime.app.ui.session import RecognitionSession, SessionConfig, finite_number
 from runtime.recognizer import StreamingRecognizer
-from runtime.ui.session import RecognitionSession, SessionConfig, finite_number
-from runtime.ui.sources import LiveSource, open_live_source
 
 __all__ = ["ServerConfig", "LiveServer", "open_server", "serve_until_interrupted", "configure", "run"]
 
@@ -340,17 +341,13 @@ def add_server_arguments(parser) -> None:
     parser.add_argument("--host", default=defaults.host,
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=defaults.port, help=f"port (default {defaults.port}; 0: any free)")
-    parser.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
-    from runtime.evaluate import add_decoder_arguments
-
-    add_decoder_arguments(parser)
 
 
 def configure(parser) -> None:
-    parser.add_argument("--source", required=True,
-                        help="serial:PATH, isdv4:PATH, file:PATH, emulator[:PATH] or browser (write on the page)")
+    parser.add_argument("--source", required=True, metavar="SPEC", help=SPEC_HELP)
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed for file: and emulator sources")
     add_server_arguments(parser)
+    add_recognizer_arguments(parser)
     parser.add_argument("--open", action="store_true", help="open the page in a web browser")
 
 
@@ -392,15 +389,14 @@ def open_server(args, spec: str, loop: bool = False, prog: str = "inkstream serv
     live = None
     try:
         config = ServerConfig(host=args.host, port=args.port)
-        from runtime.evaluate import decoder_options
-
-        recognizer = StreamingRecognizer(args.model, decoder=args.decoder, decoder_options=decoder_options(args))
-        live = open_live_source(spec, speed=args.speed, loop=loop)
+        app_config = config_from_args(args)
+        recognizer = app_config.build_recognizer()
+        live = open_pen_source(spec, speed=args.speed, loop=loop)
         return LiveServer(live, recognizer, config)
-    except (OSError, ValueError) as exc:  # ModelFileError and InkFormatError are ValueErrors
+    except USER_ERRORS as exc:
         if live is not None:
             live.close()
-        print(f"{prog}: {setup_error_message(exc)}", file=sys.stderr)
+        fail(prog, exc)
         return None
 
 

@@ -5,11 +5,11 @@
 ==============================  ===============================================================
 ``*.npz``                       a corpus file (``../shared/data/README.md``), via
                                 :func:`runtime.ink.load_corpus`; one Ink per sample
-``*.inkml``                     W3C InkML, via :func:`runtime.inkml.read_inkml` (default level)
+``*.inkml``                     W3C InkML, via :func:`runtime.formats.inkml.read_inkml` (default level)
 ``*.xml``                       one IAM-OnDB ``lineStrokes`` file; its text comes from the
                                 form's ascii file when one is found by walking up to the
                                 IAM-OnDB root, else it is None
-a folder with ``lineStrokes/``  an IAM-OnDB root, via :func:`runtime.iamondb.read_iamondb`
+a folder with ``lineStrokes/``  an IAM-OnDB root, via :func:`runtime.formats.iamondb.read_iamondb`
 and ``ascii/``
 ==============================  ===============================================================
 
@@ -24,10 +24,10 @@ from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
-from runtime.iamondb import (IamOnDbWarning, find_ascii_for_line, is_iamondb_root, read_csr_lines,
+from runtime.formats.iamondb import (IamOnDbWarning, find_ascii_for_line, is_iamondb_root, read_csr_lines,
                              read_form_list, read_iamondb, read_iamondb_line)
 from runtime.ink import Ink, InkFormatError, load_corpus
-from runtime.inkml import read_inkml, write_inkml
+from runtime.formats.inkml import read_inkml, write_inkml
 
 __all__ = [
     "read_ink_file",

@@ -1,0 +1,63 @@
+"""``inkstream eval``: CER and WER of a model on corpus files, through the streaming runtime.
+
+The measuring is :func:`runtime.evaluate.evaluate`; this module is its command line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from runtime.app.config import add_recognizer_arguments, config_from_args
+from runtime.app.errors import USER_ERRORS, fail
+from runtime.evaluate import evaluate
+from runtime.recognizer import OFFLINE, EndpointConfig
+
+__all__ = ["configure", "run"]
+
+PROG = "inkstream eval"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", nargs="+", metavar="DATA",
+                        help="corpus .npz file(s), IAM-OnDB root folder(s) or ink files (.inkml, IAM-OnDB .xml)")
+    add_recognizer_arguments(parser, endpoints=False)
+    parser.add_argument("--forms", default=None, help="IAM-OnDB split list (form ids) to evaluate")
+    parser.add_argument("--split", default=None, help="only this split of npz files that carry a split array (e.g. val)")
+    parser.add_argument("--writers", default=None,
+                        help="only these writers, comma-separated (e.g. held-out writers of a corpus)")
+    parser.add_argument("--limit", type=int, default=None, help="at most N samples per DATA")
+    parser.add_argument("--burst", type=int, default=2, help="pen samples per accept/decode call (0 = whole sample)")
+    parser.add_argument("--endpoints", action="store_true", help="apply the endpoint rule (cut lines, join by space)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print reference and hypothesis per sample")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+
+
+def run(args) -> int:
+    def show(sample_id, ref, hyp):
+        print(f"{sample_id}\n  ref: {ref}\n  hyp: {hyp}")
+
+    try:
+        config = config_from_args(args, endpoint=EndpointConfig() if args.endpoints else OFFLINE)
+        rec = config.build_recognizer()
+        writers = None if args.writers is None else [w.strip() for w in args.writers.split(",") if w.strip()]
+        if writers is not None and not writers:
+            raise ValueError(f"--writers {args.writers!r} names no writer")
+        res = evaluate(rec, args.data, burst=args.burst, limit=args.limit, forms=args.forms, split=args.split,
+                       writers=writers, on_sample=show if args.verbose else None)
+    except USER_ERRORS as exc:  # a bad model, data file or option: InkFormatError, ModelFileError
+        return fail(PROG, exc)
+    if not res["samples"]:  # a CER over nothing would read as a perfect score
+        return fail(PROG, f"no samples to evaluate in {', '.join(map(str, args.data))} with these filters")
+    res.update(model=rec.model.path, decoder=config.decoder.name, decoder_options=config.decoder.kwargs(),
+               burst=args.burst, data=[str(d) for d in args.data])
+    feed = "whole sample per call" if args.burst <= 0 else f"bursts of {args.burst} pen samples, decode after each"
+    print(f"model {res['model']}  decoder {config.decoder.name}  feed: {feed}")
+    print(f"samples {res['samples']}  chars {res['chars']}  words {res['words']}  pen samples {res['pen_samples']}")
+    print(f"CER {res['cer']:.4f}  WER {res['wer']:.4f}")
+    if res["samples_per_s"]:
+        rtf = f"{res['rtf']:.4f}" if res["rtf"] is not None else "n/a (no time stamps)"
+        print(f"throughput {res['samples_per_s']:.0f} pen samples/s  real-time factor {rtf}")
+    if args.json:
+        print(json.dumps(res))
+    return 0
