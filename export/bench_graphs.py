@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from runtime.bench import exported_weights
+from runtime.app.bench import exported_weights
 
 
 def scan_matmul_graph(model_path: str):

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from export.onnx_export import export_checkpoint
-from runtime.bench import run_bench
+from runtime.app.bench import run_bench
 from runtime.model import OnnxModel
 from training.model import ModelConfig, OnlineLSTMCTC
 from training.train import CHECKPOINT_VERSION
