@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["DeviceArea", "PenEvent", "validate_points", "resample_points", "estimate_rate_hz",
+__all__ = ["DeviceArea", "PenEvent", "validate_points", "split_strokes", "resample_points", "estimate_rate_hz",
            "fit_to_device", "pen_events"]
 
 NOMINAL_HEIGHT_MM = 10.0  # ink of unknown resolution is drawn this high (about one written line)
@@ -50,7 +50,9 @@ def validate_points(points: np.ndarray, what: str = "points") -> np.ndarray:
     return points
 
 
-def _strokes(points: np.ndarray) -> list[np.ndarray]:
+def split_strokes(points: np.ndarray) -> list[np.ndarray]:
+    """The strokes of an ``(N, 4)`` points array (views, all four columns), cut after every
+    ``pen_up_after`` mark; a trailing run without one is a last stroke of its own."""
     ends = np.flatnonzero(points[:, 3] > 0.5) + 1
     cuts = [0] + [int(e) for e in ends if e < len(points)] + [len(points)]
     return [points[a:b] for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
@@ -64,7 +66,7 @@ def resample_points(points: np.ndarray, rate_hz: float) -> np.ndarray:
         raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
     points = validate_points(points)
     out = []
-    for stroke in _strokes(points):
+    for stroke in split_strokes(points):
         t = np.maximum.accumulate(stroke[:, 2])
         times = t[0] + np.arange(int(math.floor((t[-1] - t[0]) * rate_hz + 1e-9)) + 1) / rate_hz
         rows = np.zeros((len(times), 4))

@@ -76,6 +76,10 @@ class FeatureConfig:
         return cls(**d)
 
 
+# The frame layout (see the module docstring): the index of each feature in a frame.
+DX, DY, JUMP, Y_REL, COS_TURN, SIN_TURN, STROKE_END = range(NUM_FEATURES)
+
+
 def _compress(v: float) -> float:
     # identity on [-1, 1], logarithmic beyond: keeps in-stroke directions exact and bounds jumps
     if v > 1.0:
@@ -83,6 +87,40 @@ def _compress(v: float) -> float:
     if v < -1.0:
         return -1.0 - math.log(-v)
     return v
+
+
+def compress(v: np.ndarray) -> np.ndarray:
+    """:func:`_compress` on an array (what ``dx, dy`` hold)."""
+    out = np.array(v, np.float64)
+    hi, lo = out > 1.0, out < -1.0
+    out[hi] = 1.0 + np.log(out[hi])
+    out[lo] = -1.0 - np.log(-out[lo])
+    return out
+
+
+def decompress(v: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`compress`: displacements in step units from ``dx, dy``."""
+    out = np.array(v, np.float64)
+    hi, lo = out > 1.0, out < -1.0
+    out[hi] = np.exp(out[hi] - 1.0)
+    out[lo] = -np.exp(-out[lo] - 1.0)
+    return out
+
+
+def turning_angles(dx: np.ndarray, dy: np.ndarray, jump: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``cos_turn, sin_turn`` of frames ``(B, T)`` with displacements ``dx, dy`` and jump flags:
+    the extractor's rule in batch form (the angle against the previous frame when both are
+    in-stroke with a length; ``(1, 0)`` after a jump, at the start, or for a zero-length frame)."""
+    b = dx.shape[0]
+    prev_dx = np.concatenate([np.zeros((b, 1)), dx[:, :-1]], axis=1)
+    prev_dy = np.concatenate([np.zeros((b, 1)), dy[:, :-1]], axis=1)
+    prev_in_stroke = np.concatenate([np.zeros((b, 1), bool), ~jump[:, :-1]], axis=1)
+    norm = np.hypot(dx, dy) * np.hypot(prev_dx, prev_dy)
+    has_turn = (~jump) & prev_in_stroke & (norm > 0.0)
+    safe = np.where(has_turn, norm, 1.0)
+    cos_t = np.where(has_turn, (prev_dx * dx + prev_dy * dy) / safe, 1.0)
+    sin_t = np.where(has_turn, (prev_dx * dy - prev_dy * dx) / safe, 0.0)
+    return cos_t, sin_t
 
 
 class FeatureExtractor:
@@ -130,6 +168,11 @@ class FeatureExtractor:
     def scale(self) -> float:
         """The current ink scale (0.0 until the ink has any extent)."""
         return max(self._sd_y(), self.config.extent_floor * self._max_extent)
+
+    def mean_y(self):
+        """The running mean of pen-down y (the baseline ``y_rel`` is measured from); None
+        before any pen-down ink."""
+        return self._s1 / self._w if self._w > 0.0 else None
 
     def _add_path(self, x0, y0, x1, y1, length):
         """Add the straight piece (x0, y0)-(x1, y1) of pen-down path to the statistics.

@@ -17,6 +17,8 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from firmware_bridge.replay import split_strokes
+
 __all__ = ["Ink", "InkFormatError", "Corpus", "load_corpus", "points_to_strokes", "strokes_to_points"]
 
 
@@ -43,12 +45,7 @@ def points_to_strokes(points: np.ndarray) -> list[np.ndarray]:
 
     A trailing run without a pen-up mark becomes a last stroke of its own.
     """
-    points = np.asarray(points, dtype=np.float64)
-    if len(points) == 0:
-        return []
-    ends = np.flatnonzero(points[:, 3] > 0.5) + 1
-    cuts = [0] + [int(e) for e in ends if e < len(points)] + [len(points)]
-    return [points[a:b, :3].copy() for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    return [stroke[:, :3].copy() for stroke in split_strokes(np.asarray(points, dtype=np.float64))]
 
 
 @dataclass

@@ -163,12 +163,11 @@ class InkStream:
     def _starts_new_line(self, x: float, y: float) -> bool:
         """Does a stroke starting at ``(x, y)`` begin a new line: far left of where the line has
         reached and below the running mean of pen-down y (the feature statistics)?"""
-        f = self.features
-        scale = f.scale()
-        if not self.samples or scale <= 0 or f._w <= 0:
+        scale, mean_y = self.features.scale(), self.features.mean_y()
+        if not self.samples or scale <= 0 or mean_y is None:
             return False
         cfg = self.endpoint
-        return self._max_x - x > cfg.newline_dx * scale and y - f._s1 / f._w > cfg.newline_dy * scale
+        return self._max_x - x > cfg.newline_dx * scale and y - mean_y > cfg.newline_dy * scale
 
     def _accept(self, rows: list) -> None:
         """Feed validated rows (Python lists ``x, y, t, pen_up_after``); plain Python on purpose:
@@ -304,10 +303,11 @@ class StreamingRecognizer:
         text, _ = self.decoder.result(stream.decoder_state)
         return bool(text) and now - stream.pen_up_since >= stream.endpoint.pause_s
 
-    def reset(self, stream: InkStream) -> None:
+    def reset(self, stream: InkStream, keep_held_back: bool = True) -> None:
         """Start a new line on ``stream``: bounded state for long sessions. Held-back samples of the
-        next line (after a detected line break) are fed again."""
-        held = stream.held_back
+        next line (after a detected line break) are fed again, unless ``keep_held_back`` is False
+        (the caller discards everything written so far)."""
+        held = stream.held_back if keep_held_back else None
         stream._clear()
         if held is not None and len(held):
             stream.accept_samples(held)  # validated when they arrived: cannot raise

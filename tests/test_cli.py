@@ -36,3 +36,63 @@ def test_eval_names_a_bad_input_in_one_line_without_a_traceback(args, message):
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and r.stderr.startswith("inkstream eval: ")
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# ---- the one config tree (runtime.app.config) every recognising command is built from -------------
+RECOGNISING = ("eval", "recognize", "serve", "demo", "bench")
+
+
+@pytest.mark.parametrize("name", RECOGNISING)
+def test_every_recognising_command_takes_the_same_recognizer_flags(name):
+    import argparse
+
+    from runtime.app.cli import _load
+    from runtime.app.config import DECODER_OPTIONS
+
+    parser = argparse.ArgumentParser()
+    _load(name).configure(parser)
+    flags = {a for action in parser._actions for a in action.option_strings}
+    assert {"--model", "--decoder", "--threads"} <= flags
+    assert {o.flag for o in DECODER_OPTIONS} <= flags
+
+
+def test_config_from_flags_builds_the_recognizer_it_names():
+    import argparse
+
+    from runtime.app.config import AppConfig, DecoderConfig, add_recognizer_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_recognizer_arguments(parser)
+    config = config_from_args(parser.parse_args(["--decoder", "beam", "--beam-width", "3", "--pause", "0.7"]))
+    assert config == AppConfig(decoder=DecoderConfig("beam", (("beam_width", 3),)),
+                               endpoint=config.endpoint, threads=1)
+    assert config.endpoint.pause_s == 0.7 and config.endpoint.line_break
+    rec = config.build_recognizer()
+    assert rec.decoder.beam_width == 3 and rec.endpoint.pause_s == 0.7
+    with pytest.raises(ValueError, match="--beam-width only applies to --decoder beam"):
+        config_from_args(parser.parse_args(["--decoder", "greedy", "--beam-width", "3"]))
+    with pytest.raises(ValueError, match="--pause must be > 0"):
+        config_from_args(parser.parse_args(["--pause", "0"]))
+
+
+@pytest.mark.parametrize("args", [
+    ["recognize", "--source", "file:tests/fixtures/runtime/unipen_lines.npz", "--speed", "inf", "--decoder",
+     "greedy", "--lexicon-bonus", "1"],
+    ["serve", "--source", "serial:/dev/null", "--decoder", "greedy", "--beam-width", "2"],
+    ["demo", "--no-ui", "--decoder", "greedy", "--lm-weight", "0.3"],
+    ["bench", "--quick", "--decoder", "greedy", "--insertion-bonus", "1"],
+])
+def test_a_decoder_option_that_does_not_apply_is_refused_the_same_way_everywhere(args):
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", *args], cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "only applies to --decoder beam" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_recognize_reads_an_emulated_tablet_like_serve():
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "recognize", "--source",
+                        "emulator:tests/fixtures/runtime/unipen_lines.npz", "--speed", "20", "--decoder", "greedy"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    finals = [line for line in r.stdout.splitlines() if not line.startswith("~ ")]
+    assert finals and "0 serial errors" in r.stderr

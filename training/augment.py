@@ -24,24 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DX, DY, JUMP, Y_REL, COS_TURN, SIN_TURN, STROKE_END = range(7)
-
-
-def _decompress(v: np.ndarray) -> np.ndarray:
-    # inverse of runtime.features._compress: identity on [-1, 1], exponential beyond
-    out = v.copy()
-    hi, lo = v > 1.0, v < -1.0
-    out[hi] = np.exp(v[hi] - 1.0)
-    out[lo] = -np.exp(-v[lo] - 1.0)
-    return out
-
-
-def _compress(v: np.ndarray) -> np.ndarray:
-    out = v.copy()
-    hi, lo = v > 1.0, v < -1.0
-    out[hi] = 1.0 + np.log(v[hi])
-    out[lo] = -1.0 - np.log(-v[lo])
-    return out
+from runtime.features import COS_TURN, DX, DY, JUMP, SIN_TURN, compress, decompress, turning_angles
 
 
 def shear_stretch(x: np.ndarray, lengths: np.ndarray, shear: np.ndarray, stretch: np.ndarray) -> np.ndarray:
@@ -51,8 +34,8 @@ def shear_stretch(x: np.ndarray, lengths: np.ndarray, shear: np.ndarray, stretch
     x = np.asarray(x, np.float32)
     b, t, _ = x.shape
     valid = np.arange(t)[None, :] < np.asarray(lengths)[:, None]
-    dx = _decompress(x[..., DX].astype(np.float64))
-    dy = _decompress(x[..., DY].astype(np.float64))
+    dx = decompress(x[..., DX])
+    dy = decompress(x[..., DY])
     a = np.asarray(stretch, np.float64)[:, None]
     s = np.asarray(shear, np.float64)[:, None]
     ndx, ndy = a * dx + s * dy, dy
@@ -62,18 +45,10 @@ def shear_stretch(x: np.ndarray, lengths: np.ndarray, shear: np.ndarray, stretch
     new_len = np.hypot(ndx, ndy)
     k = np.where((~jump) & (new_len > 0.0), old_len / np.where(new_len > 0.0, new_len, 1.0), 1.0)
     ndx, ndy = ndx * k, ndy * k
-    # turning angles against the previous in-stroke frame of the same stroke
-    prev_dx = np.concatenate([np.zeros((b, 1)), ndx[:, :-1]], axis=1)
-    prev_dy = np.concatenate([np.zeros((b, 1)), ndy[:, :-1]], axis=1)
-    prev_in_stroke = np.concatenate([np.zeros((b, 1), bool), ~jump[:, :-1]], axis=1)
-    norm = np.hypot(ndx, ndy) * np.hypot(prev_dx, prev_dy)
-    has_turn = (~jump) & prev_in_stroke & (norm > 0.0)
-    safe = np.where(has_turn, norm, 1.0)
-    cos_t = np.where(has_turn, (prev_dx * ndx + prev_dy * ndy) / safe, 1.0)
-    sin_t = np.where(has_turn, (prev_dx * ndy - prev_dy * ndx) / safe, 0.0)
+    cos_t, sin_t = turning_angles(ndx, ndy, jump)
     out = x.copy()
-    out[..., DX] = _compress(ndx)
-    out[..., DY] = _compress(ndy)
+    out[..., DX] = compress(ndx)
+    out[..., DY] = compress(ndy)
     out[..., COS_TURN] = cos_t
     out[..., SIN_TURN] = sin_t
     out[~valid] = 0.0

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from runtime.alphabet import Alphabet
 from runtime.decoders import CtcGreedyDecoder
-from runtime.features import FeatureConfig
+from runtime.features import JUMP, STROKE_END, FeatureConfig
 from runtime.metrics import ErrorCounter
 from training.data import FeatureSet, collate, load_features, parse_source, plan_epoch
 from training.augment import random_shear_stretch
@@ -384,8 +384,8 @@ class Trainer:
         x = torch.from_numpy(x)
         if self.cfg.input_noise > 0:
             noise = torch.randn(x.shape, generator=self.noise_gen) * self.cfg.input_noise
-            noise[..., 2] = 0.0  # the jump and stroke-end flags stay exact
-            noise[..., 6] = 0.0
+            noise[..., JUMP] = 0.0  # the jump and stroke-end flags stay exact
+            noise[..., STROKE_END] = 0.0
             x = x + noise * (torch.arange(x.shape[1])[None, :, None] < torch.from_numpy(x_lens)[:, None, None])
         x = x.to(self.device, non_blocking=True)
         for g in self.optimizer.param_groups:

@@ -154,8 +154,7 @@ class LiveRecognition:
     def clear(self) -> None:
         """Forget the current line, held-back rows and an open stroke; no ``on_final``."""
         self.assembler = StrokeRowAssembler()
-        self.stream.held_back = None
-        self.recognizer.reset(self.stream)
+        self.recognizer.reset(self.stream, keep_held_back=False)
 
     # ---- internals ---------------------------------------------------------------------------
     def _take(self, samples: list[PenSample]) -> None:
