@@ -96,3 +96,15 @@ def test_recognize_reads_an_emulated_tablet_like_serve():
     assert r.returncode == 0, r.stderr
     finals = [line for line in r.stdout.splitlines() if not line.startswith("~ ")]
     assert finals and "0 serial errors" in r.stderr
+
+
+def test_eval_of_ink_without_a_transcription_says_so_and_recognize_reads_it(tmp_path):
+    ink = tmp_path / "x.inkml"
+    ink.write_text("<ink><trace>0 0, 10 10, 20 5</trace></ink>")
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "eval", str(ink)], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "no transcription to score" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "recognize", "--source", f"file:{ink}", "--speed",
+                        "inf", "--decoder", "greedy"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "1 lines from 4 pen samples" in r.stderr, r.stderr

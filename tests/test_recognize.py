@@ -250,3 +250,22 @@ def test_load_points_puts_inks_one_after_the_other():
     assert len(points) == len(a) + len(b)
     assert points[0, 2] == 0.0 and np.all(np.diff(points[:len(a), 2]) >= 0)
     assert points[len(a), 2] == pytest.approx(np.ptp(a[:, 2]) + 3.0)
+
+
+def test_time_going_backwards_inside_a_sample_is_repaired_counted_and_said(tmp_path):
+    """A sample whose clock steps back 10 times is one line, not 11 (each step back read as a
+    restarted device), and the user is told what was repaired."""
+    from runtime.ink import Ink, save_corpus
+
+    rng = np.random.default_rng(0)
+    strokes = []
+    for k in range(11):  # 11 strokes; each starts 0.5 s *before* the previous one ended
+        t = 0.5 * k + np.arange(20) * 0.01 - (0.6 * k if k else 0.0)
+        strokes.append(np.column_stack([100 * k + np.cumsum(rng.uniform(0, 5, 20)), rng.uniform(0, 50, 20), t]))
+    path = tmp_path / "backwards.npz"
+    save_corpus(path, [Ink(strokes=strokes, text="x", id="b")], kind="text")
+    proc = subprocess.run(_recognize_cmd(f"file:{path}", "--speed", "inf"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=WAIT)
+    assert proc.returncode == 0, proc.stderr
+    assert "time went backwards at" in proc.stderr and "repaired" in proc.stderr
+    assert "1 lines from" in proc.stderr, proc.stderr

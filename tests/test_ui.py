@@ -156,6 +156,51 @@ def test_malformed_and_oversized_messages_do_not_hurt_other_viewers(recognizer):
         server.stop()
 
 
+def _raw_http(port: int, head: str) -> str:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        return sock.recv(4096).decode(errors="replace")
+
+
+def test_duplicate_host_or_origin_headers_are_refused_cleanly(recognizer, caplog):
+    server = start_server(recognizer)
+    try:
+        host = f"127.0.0.1:{server.port}"
+        for extra in (f"Host: {host}\r\n", f"Origin: http://{host}\r\nOrigin: http://evil.example\r\n"):
+            for path in ("/", "/ws"):
+                reply = _raw_http(server.port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+                                  "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+                assert reply.startswith("HTTP/1.1 400"), reply
+        assert "Traceback" not in caplog.text
+        assert urllib.request.urlopen(f"http://{host}/").status == 200  # still serving
+    finally:
+        server.stop()
+
+
+def test_json_a_float_cannot_hold_or_nested_too_deep_is_refused_and_the_connection_lives(recognizer):
+    server = start_server(recognizer)
+
+    async def main():
+        async with connect(ws_url(server)) as ws:
+            await ws.recv()
+            for message in ('{"type": "ping", "t": 1' + "0" * 400 + "}",
+                            '{"type": "pen", "samples": [[1' + "0" * 400 + ', 1, 0, 1]]}',
+                            "[" * 30000 + "]" * 30000):
+                await ws.send(message)
+                reply = json.loads(await ws.recv())
+                assert reply["type"] == "error", reply
+            await ws.send(json.dumps({"type": "ping", "t": 2.0}))
+            assert (await receive_until(ws, lambda m: m["type"] == "pong"))[0]["t"] == 2.0
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+
+
 def test_browser_rate_is_capped(recognizer):
     server = start_server(recognizer, config=ServerConfig(port=0, messages_per_s=5.0, message_burst=5))
     burst = 200  # far above 5 per second: most of it must be dropped, however slow the machine

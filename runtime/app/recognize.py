@@ -57,6 +57,8 @@ def run(args) -> int:
                                       allow_browser=False)
     except USER_ERRORS as exc:
         return fail(PROG, exc)
+    for note in live_source.notes:
+        print(f"{PROG}: {note}", file=sys.stderr, flush=True)
     source = live_source.source
 
     stop = threading.Event()

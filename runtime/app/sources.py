@@ -39,6 +39,7 @@ class LiveSource:
     accepts_pen_input: bool = False  # True only for the page itself
     tablet: Optional[EmulatedTablet] = None
     inks: list = field(default_factory=list)  # what the emulator replays
+    notes: list = field(default_factory=list)  # what opening it repaired, as messages for the user
     _cleanup: list = field(default_factory=list)
     _last_count: int = -1
     _quiet_since: float = 0.0
@@ -64,24 +65,31 @@ class LiveSource:
             self._cleanup.pop()()
 
 
-def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S) -> tuple:
+def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S, notes: Optional[list] = None) -> tuple:
     """The ``file:`` loader: every ink of ``path`` one after the other, ``gap_s`` seconds apart;
-    returns ``(points, units_per_mm)``."""
+    returns ``(points, units_per_mm)``. Time going backwards inside an ink is repaired as the
+    feature pipeline does (a running maximum), so a replay does not take each step back for a
+    restarted clock; the count goes to ``notes`` (a message for the user) when there is any."""
     import numpy as np
 
     from runtime.formats.ink_io import read_ink_file
 
     inks = read_ink_file(path)
-    parts, t0 = [], 0.0
+    parts, t0, repaired = [], 0.0, 0
     for ink in inks:
         p = ink.to_points()
         if not len(p):
             continue
+        monotone = np.maximum.accumulate(p[:, 2])
+        repaired += int(np.count_nonzero(monotone != p[:, 2]))
+        p[:, 2] = monotone
         p[:, 2] += t0 - p[0, 2]
         parts.append(p)
         t0 = float(p[:, 2].max()) + gap_s
     if not parts:
         raise ValueError(f"{path}: no ink in the file")
+    if repaired and notes is not None:
+        notes.append(f"{path}: time went backwards at {repaired} pen samples; repaired by a running maximum")
     upm = inks[0].units_per_mm
     same = all(i.units_per_mm == upm or (math.isnan(i.units_per_mm) and math.isnan(upm)) for i in inks)
     return np.concatenate(parts), (upm if same else math.nan)
@@ -123,8 +131,9 @@ def open_pen_source(spec: str, speed: float = 1.0, loop: bool = False, on_event:
     if scheme == "file":
         realtime = math.isfinite(speed)
         options = dict(realtime=True, speed=speed) if realtime else {}
-        source = open_source(spec, load_points=lambda p: load_points(p, gap_s), **options)
-        return LiveSource(source, spec, clock_speed=speed if realtime else 1.0)
+        notes: list = []
+        source = open_source(spec, load_points=lambda p: load_points(p, gap_s, notes), **options)
+        return LiveSource(source, spec, clock_speed=speed if realtime else 1.0, notes=notes)
     if scheme in ("serial", "isdv4"):
         return LiveSource(open_source(spec, on_event=on_event), spec)
     raise ValueError(f"unknown pen source {spec!r}: use {SPEC_HELP}")

@@ -114,6 +114,10 @@ def iter_corpus_samples(path: PathLike, forms: FormsArg = None, split: Optional[
     if wanted is not None:
         _check_writers(p, wanted, {ink.writer for ink in inks})
         inks = [ink for ink in inks if ink.writer in wanted]
+    untranscribed = [ink.id or f"#{i}" for i, ink in enumerate(inks) if ink.text is None]
+    if untranscribed:
+        raise ValueError(f"{p}: {len(untranscribed)} of {len(inks)} inks have no transcription to score "
+                         f"(the first: {untranscribed[0]}); `inkstream recognize --source file:{p}` reads them")
     return ((ink.to_points().astype(np.float32), ink.text, ink.id) for ink in inks)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import json
 import math
 import sys
@@ -43,6 +44,8 @@ from runtime.app.ui.session import RecognitionSession, SessionConfig, finite_num
 from runtime.recognizer import StreamingRecognizer
 
 __all__ = ["ServerConfig", "LiveServer", "open_server", "serve_until_interrupted", "configure", "run"]
+
+log = logging.getLogger("inkstream.serve")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {  # URL path -> (file, content type); nothing else is ever read from disk
@@ -167,12 +170,17 @@ class LiveServer:
         return Response(status.value, status.phrase, headers, body)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Optional[Response]:
-        host = request.headers.get("Host", "")
+        hosts, origins = request.headers.get_all("Host"), request.headers.get_all("Origin")
+        if len(hosts) > 1 or len(origins) > 1:  # which one would a proxy or a browser have meant?
+            log.warning("refused a request with %d Host and %d Origin headers", len(hosts), len(origins))
+            return self._response(HTTPStatus.BAD_REQUEST, b"one Host and at most one Origin header\n",
+                                  "text/plain; charset=utf-8")
+        host = hosts[0] if hosts else ""
         if not self._host_allowed(host):
             return self._response(HTTPStatus.FORBIDDEN, b"unexpected Host header\n", "text/plain; charset=utf-8")
         path = urlsplit(request.path).path
         if path == WS_PATH:
-            origin = request.headers.get("Origin")
+            origin = origins[0] if origins else None
             # Browsers always send Origin; tools without one are not a cross-site risk.
             if origin is not None and origin != f"http://{host}":
                 return self._response(HTTPStatus.FORBIDDEN, b"origin not allowed\n", "text/plain; charset=utf-8")
@@ -243,8 +251,11 @@ class LiveServer:
             raise MessageError("binary messages are not accepted; send JSON text")
         try:
             data = json.loads(message)
-        except ValueError as exc:
+        except ValueError as exc:  # includes integers with more digits than Python converts
             raise MessageError(f"not JSON: {exc}") from None
+        except RecursionError:
+            log.warning("refused a message nested too deeply to parse")
+            raise MessageError("not JSON this page sends: nested too deeply") from None
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise MessageError("expected a JSON object with a string 'type'")
         kind = data["type"]
@@ -392,6 +403,8 @@ def open_server(args, spec: str, loop: bool = False, prog: str = "inkstream serv
         app_config = config_from_args(args)
         recognizer = app_config.build_recognizer()
         live = open_pen_source(spec, speed=args.speed, loop=loop)
+        for note in live.notes:
+            print(f"{prog}: {note}", file=sys.stderr, flush=True)
         return LiveServer(live, recognizer, config)
     except USER_ERRORS as exc:
         if live is not None:
