@@ -47,21 +47,28 @@ class EndpointConfig:
 
     * ``pause_s``: the pen has been up this long (device time) after text was recognised;
     * ``line_break``: a new stroke starts more than ``newline_dx`` ink scales to the left of where
-      the line has reached and ``newline_dy`` scales lower (the writer went to the next line).
+      the line has reached and ``newline_dy`` scales lower (the writer went to the next line);
+    * ``max_line_samples``: the line holds this many pen samples (a pen that is never lifted, a
+      stuck device): the samples after them start the next line, so what a stream and a viewer
+      hold stays bounded. 20,000 is 100 s at 200 Hz; the longest line or sentence of IAM-OnDB and
+      ImadocSen-OnDB has 11,653.
     """
 
     pause_s: float = 1.5
     line_break: bool = True
     newline_dx: float = 6.0
     newline_dy: float = 1.5
+    max_line_samples: float = 20_000
 
     def __post_init__(self):
         if self.pause_s <= 0:
             raise ValueError(f"EndpointConfig.pause_s must be > 0, got {self.pause_s}")
+        if not self.max_line_samples >= 1:
+            raise ValueError(f"EndpointConfig.max_line_samples must be >= 1, got {self.max_line_samples}")
 
 
 # never ends a line: whole lines (recognize(), eval, bench), and the reader decides where lines end
-OFFLINE = EndpointConfig(pause_s=math.inf, line_break=False)
+OFFLINE = EndpointConfig(pause_s=math.inf, line_break=False, max_line_samples=math.inf)
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,12 @@ class InkStream:
                              f"{pts[row].tolist()}")
         if self.held_back is not None:  # a line break is waiting for reset(): keep the samples for the next line
             self.held_back = np.concatenate([self.held_back, pts])
+            return
+        room = self.endpoint.max_line_samples - self.samples
+        if len(pts) > room:  # the line is full: the rest is the next line's
+            self.accept_samples(pts[:int(room)])
+            rest = pts[int(room):]
+            self.held_back = rest.copy() if self.held_back is None else np.concatenate([self.held_back, rest])
             return
         if not self.endpoint.line_break:
             self._accept(rows)

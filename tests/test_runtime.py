@@ -479,3 +479,21 @@ def test_edge_modules_do_not_import_torch_or_onnx():
             "runtime.app.ui.session", "runtime.app.sources", "firmware_bridge.sources",
             "firmware_bridge.emulator"} <= set(mods.split())
     assert bad == ""
+
+
+def test_a_pen_that_is_never_lifted_makes_bounded_lines_whatever_the_chunking():
+    """max_line_samples ends a line that never pauses or breaks: the samples after it start the
+    next line (held back like a line break), for any chunking of the input."""
+    rec = StreamingRecognizer(MODEL, decoder="greedy", endpoint=EndpointConfig(max_line_samples=500))
+    t = np.arange(1700) * 0.005
+    pts = np.column_stack([np.cos(t * 9) * 300 + t * 40, np.sin(t * 13) * 200, t, np.zeros_like(t)])  # one stroke
+    for chunk in (1, 7, 1700):
+        s, lines = rec.create_stream(), []
+        for a in range(0, len(pts), chunk):
+            s.accept_samples(pts[a:a + chunk])
+            while rec.is_endpoint(s):
+                lines.append(s.samples)
+                rec.reset(s)
+        lines.append(s.samples)
+        assert lines == [500, 500, 500, 200], (chunk, lines)
+    assert EndpointConfig().max_line_samples == 20_000 and OFFLINE.max_line_samples == float("inf")

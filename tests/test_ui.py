@@ -509,3 +509,23 @@ def test_demo_page_shows_the_emulated_tablet_and_the_network_view(browser, recog
         browser.set_window_size(1200, 1050)
     finally:
         server.stop()
+
+
+def test_what_a_joining_viewer_is_sent_stays_bounded(recognizer):
+    """Final lines kept for late viewers hold at most history_rows rows (oldest lines go first)."""
+    from runtime.app.ui.session import RecognitionSession, SessionConfig
+
+    source = BrowserPenSource()
+    session = RecognitionSession(source, recognizer, lambda message: None,
+                                 SessionConfig(history_rows=250), "browser").start()
+    try:
+        for k in range(4):  # four lines of 200 samples, each ended on request
+            t = 10.0 * k + np.arange(200) * 0.005
+            source.push([PenSample(float(100 + 3 * i), float(100 + 20 * np.sin(i / 5)), float(t[i]), tip=i < 199)
+                         for i in range(200)])
+            assert session.request_finish_line().wait(20)
+        snapshot = session.snapshot()
+        assert [len(line["rows"]) for line in snapshot["history"]] == [199]  # the lift makes no row
+        assert snapshot["history"][0]["line"] == 3
+    finally:
+        session.close()

@@ -47,12 +47,16 @@ class SessionConfig:
     ``memory_cells``: how many cells of the last LSTM layer each ``update`` carries (Graves' view).
     ``clock_speed``: how much faster than the wall clock the source's time runs (an emulator at
     ``--speed 10``), so a pen-up pause is measured in the source's time while no samples arrive.
-    ``history_lines``: final lines kept for late viewers. ``stats_period_s``: stats cadence.
+    ``history_lines``: final lines kept for late viewers, and ``history_rows`` the most pen samples
+    they hold together (the oldest lines go first), so what a joining viewer is sent stays bounded
+    (the current line is bounded by the endpoint rule's ``max_line_samples``).
+    ``stats_period_s``: stats cadence.
     """
 
     memory_cells: int = 16
     clock_speed: float = 1.0
     history_lines: int = 50
+    history_rows: int = 100_000
     stats_period_s: float = 0.5
     poll_s: float = 0.05
 
@@ -298,6 +302,9 @@ class RecognitionSession:
         def mutate():
             self.history.append(line)
             del self.history[:-self.config.history_lines]
+            rows = sum(len(kept["rows"]) for kept in self.history)
+            while rows > self.config.history_rows and len(self.history) > 1:
+                rows -= len(self.history.pop(0)["rows"])
             self._line_id += 1
             self._line_rows = []
             self._hypothesis = {"text": "", "chars": []}
