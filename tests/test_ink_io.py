@@ -339,3 +339,26 @@ def test_every_shared_npz_and_raw_sample_meets_the_corpus_invariants():
         points = [ink.to_points() for ink in inks]
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in points])])
         _check_sample_invariants(label, np.concatenate(points), offsets)
+
+
+def test_an_ink_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    from runtime.formats import ink_io
+
+    path = tmp_path / "big.inkml"
+    path.write_text("<ink><trace>" + ", ".join(f"{i} {i % 7}" for i in range(3000)) + "</trace></ink>")
+    assert len(ink_io.read_ink_file(path)[0].to_points()) == 3000
+    monkeypatch.setattr(ink_io, "MAX_INK_FILE_BYTES", path.stat().st_size - 1)
+    with pytest.raises(InkFormatError, match="over the"):
+        ink_io.read_ink_file(path)
+
+
+def test_a_long_plain_trace_is_parsed_in_pieces_exactly(tmp_path):
+    """The fast path cuts the trace text every megabyte at a comma: the points are those of one pass."""
+    from runtime.formats.inkml import InkChannel, parse_trace
+
+    rng = np.random.default_rng(1)
+    values = rng.integers(-10**6, 10**6, size=(150_000, 3))
+    text = ",\n".join(" ".join(str(v) for v in row) for row in values)
+    assert len(text) > 2 * 2**20  # at least three pieces
+    channels = [InkChannel("X"), InkChannel("Y"), InkChannel("T")]
+    np.testing.assert_array_equal(parse_trace(text, channels, "t"), values.astype(np.float64))

@@ -58,6 +58,12 @@ def _text_of_line(xml_path: Path) -> Optional[str]:
     return csr[number - 1] if 1 <= number <= len(csr) else None
 
 
+# The largest XML ink file (InkML, IAM-OnDB) read: parsing holds the file's text and tree, then
+# 16-32 bytes per value, so memory stays within a few times this whatever the file (a 58 MB
+# InkML trace of 4.6 M points peaks at about 0.4 GB).
+MAX_INK_FILE_BYTES = 128 * 2**20
+
+
 def read_ink_file(path: PathLike, forms: FormsArg = None) -> list[Ink]:
     """Read any supported ink file or IAM-OnDB root (see the module docstring).
 
@@ -73,6 +79,9 @@ def read_ink_file(path: PathLike, forms: FormsArg = None) -> list[Ink]:
             return read_iamondb(p, forms=forms)
         raise InkFormatError(f"{p}: a folder that is not an IAM-OnDB root (needs lineStrokes/ and ascii/)")
     suffix = p.suffix.lower()
+    if suffix in (".inkml", ".xml") and p.stat().st_size > MAX_INK_FILE_BYTES:
+        raise InkFormatError(f"{p}: {p.stat().st_size / 2**20:.0f} MB is over the {MAX_INK_FILE_BYTES // 2**20} MB "
+                             f"an ink file may have (reading one holds a few times its size in memory)")
     if suffix == ".npz":
         return list(load_corpus(p))
     if suffix == ".inkml":
