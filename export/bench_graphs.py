@@ -8,7 +8,8 @@ it times:
 * ``lstm-op``: the exported graph, onnxruntime's ``LSTM`` kernel per layer (the baseline);
 * ``scan-matmul``: the same weights as one ``Scan`` over time whose body runs every layer's
   cell as a single MatMul over ``[input, h]`` with the gates fused, built here from the
-  exported graph's own weights (and checked against it);
+  exported graph's own weights (read by :func:`training.onnx_import.checkpoint_from_onnx`, so
+  needs torch) and checked against it;
 * ``lstm-int8``: the int8 copy beside the model (``DynamicQuantizeLSTM``), when present.
 
 It prints microseconds per call and per frame and each graph's ratio to the baseline. This is
@@ -26,23 +27,30 @@ from typing import Optional
 
 import numpy as np
 
-from runtime.app.bench import exported_weights
 
 
 def scan_matmul_graph(model_path: str):
     """The exported model rebuilt as a ``Scan`` of fused-gate MatMul cells (same inputs/outputs)."""
-    import onnx
     from onnx import TensorProto as TP
     from onnx import helper as oh
     from onnx import numpy_helper as nh
 
-    layers, (w_in, b_in), (w_out, b_out) = exported_weights(onnx.load(model_path))
-    num_layers, hidden, proj = len(layers), layers[0][1].shape[1], w_in.shape[1]
+    from training.onnx_import import checkpoint_from_onnx
+
+    ckpt = checkpoint_from_onnx(model_path)
+    weights = {name: t.numpy() for name, t in ckpt["model"].items()}  # torch layout: Linear (out, in), gates i, f, g, o
+    num_layers, hidden, proj = (ckpt["model_config"][k] for k in ("num_layers", "hidden_size", "input_size"))
+    if not proj:
+        raise ValueError(f"{model_path}: a model without an input projection is not rebuilt here")
+    w_in, b_in = weights["input_proj.0.weight"].T.copy(), weights["input_proj.0.bias"]
+    w_out, b_out = weights["output.weight"].T.copy(), weights["output.bias"]
     body_nodes, body_inits, hs, cs = [], [nh.from_array(np.array([0], np.int64), "axis0")], [], []
     x = "x_t"
-    for k, (w, r, b) in enumerate(layers):
-        fused = np.concatenate([w.T, r.T], 0).astype(np.float32)  # [input; h] -> gates i, o, f, c
-        body_inits += [nh.from_array(fused, f"W{k}"), nh.from_array((b[:4 * hidden] + b[4 * hidden:]).astype(np.float32), f"B{k}"),
+    for k in range(num_layers):
+        # [input; h] -> gates i, f, g, o in one MatMul
+        fused = np.concatenate([weights[f"lstm.weight_ih_l{k}"].T, weights[f"lstm.weight_hh_l{k}"].T], 0)
+        bias = weights[f"lstm.bias_ih_l{k}"] + weights[f"lstm.bias_hh_l{k}"]
+        body_inits += [nh.from_array(fused.astype(np.float32), f"W{k}"), nh.from_array(bias.astype(np.float32), f"B{k}"),
                        nh.from_array(np.array([k], np.int64), f"layer{k}")]
         n = lambda op, ins, outs, **kw: body_nodes.append(oh.make_node(op, ins, outs, **kw))
         n("Gather", ["h_in", f"layer{k}"], [f"h3_{k}"], axis=0)
@@ -52,7 +60,7 @@ def scan_matmul_graph(model_path: str):
         n("Concat", [x, f"h_{k}"], [f"xh_{k}"], axis=1)
         n("MatMul", [f"xh_{k}", f"W{k}"], [f"gm_{k}"])
         n("Add", [f"gm_{k}", f"B{k}"], [f"g_{k}"])
-        n("Split", [f"g_{k}"], [f"i_{k}", f"o_{k}", f"f_{k}", f"u_{k}"], axis=1, num_outputs=4)
+        n("Split", [f"g_{k}"], [f"i_{k}", f"f_{k}", f"u_{k}", f"o_{k}"], axis=1, num_outputs=4)
         for gate in "iof":
             n("Sigmoid", [f"{gate}_{k}"], [f"s{gate}_{k}"])
         n("Tanh", [f"u_{k}"], [f"tu_{k}"])

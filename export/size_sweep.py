@@ -23,7 +23,9 @@ import torch
 
 from export.onnx_export import export_checkpoint
 from runtime.app.bench import run_bench
+from runtime.app.config import AppConfig, DecoderConfig
 from runtime.model import OnnxModel
+from runtime.recognizer import OFFLINE
 from training.model import ModelConfig, OnlineLSTMCTC
 from training.train import CHECKPOINT_VERSION
 
@@ -63,10 +65,12 @@ def sweep(sizes: list, quick: bool = False, log=print) -> list:
             folder = Path(tmp) / f"{layers}x{hidden}"
             folder.mkdir()
             exported = export_checkpoint(untrained_checkpoint(layers, hidden, folder / "untrained.pt"), folder)
-            res = run_bench(exported["int8"], quick=quick, decoder="greedy", log=lambda *_: None)
-            row = {"layers": layers, "hidden": hidden, "step_over_floor": res["step_us_1frame"] / res["floor_us_per_frame"]}
-            row.update({k: res[k] for k in ("step_us_1frame", "floor_us_per_frame", "per_sample_us_chunk1",
-                                            "ratio_vs_rerun", "streams_1_over_256", "rtf_200hz")})
+            config = AppConfig(model=exported["int8"], decoder=DecoderConfig("greedy"), endpoint=OFFLINE)
+            report = run_bench(config, quick=quick, log=lambda *_: None)
+            row = {"layers": layers, "hidden": hidden, "step_over_floor": report.step_us_1frame / report.floor_us_per_frame,
+                   "step_us_1frame": report.step_us_1frame, "floor_us_per_frame": report.floor_us_per_frame,
+                   "per_sample_us_chunk1": report.chunks[1].per_sample_us, "ratio_vs_rerun": report.ratio_vs_rerun,
+                   "streams_1_over_256": report.streams_1_over_256, "rtf_200hz": report.rtf_200hz}
             rows.append(row)
             log(f"{layers}x{hidden}: 1-frame call {row['step_us_1frame']:.0f} us, floor {row['floor_us_per_frame']:.1f} "
                 f"us/frame ({row['step_over_floor']:.1f}x), 1 sample per call {row['per_sample_us_chunk1']:.1f} us, "

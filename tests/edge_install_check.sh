@@ -48,10 +48,13 @@ r = json.loads(sys.stdin.read())
 keys = ["per_sample_us_chunk1", "per_sample_us_chunk4", "per_sample_us_chunk16", "floor_us_per_frame",
         "ort_call_overhead_us", "ratio_vs_rerun", "ratio_vs_torch", "per_stream_us_1", "per_stream_us_16",
         "per_stream_us_256", "rtf_200hz", "rss_mb"]
-missing = [k for k in keys if k not in r]
+delay = [f"{k}_{d}" for d in ("greedy", "beam") for k in ("emission_delay_p50_ms", "emission_delay_p90_ms",
+                                                         "not_shown_at_pen_up", "emission_delay_chars")]
+missing = [k for k in keys + delay if k not in r]
 assert not missing, missing
 assert r["ratio_vs_torch"] is None, "torch must not be importable here"
-print("ok", {k: r[k] for k in ("rtf_200hz", "rss_mb")})'
+assert all(r[k] is not None for k in delay), "the emission delay needs no torch and no wordfreq"
+print("ok", {k: r[k] for k in ("rtf_200hz", "rss_mb", "emission_delay_p50_ms_beam", "emission_delay_p90_ms_beam")})'
 
 echo "== recognizer API"
 "$VENV/bin/python" - "$FIXTURE" "${MODEL:+$(realpath "$MODEL")}" <<'EOF'

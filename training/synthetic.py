@@ -35,6 +35,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from runtime.ink import points_to_strokes
 from training.fonts import FALLBACK_FONT, FONT_SPECS, Font, load_font
 
 __all__ = ["AugmentConfig", "SynthConfig", "SyntheticInk", "SyntheticSample", "TextSampler",
@@ -370,6 +371,10 @@ class SyntheticSample:
     font: str
     sample_rate_hz: float
     x_height_mm: float
+    # per point, the glyph it belongs to: the index of a non-space character of ``text`` (the
+    # k-th one is glyph k). A sample between two glyphs (the pen-down link of joined letters)
+    # belongs to the glyph the pen moves to; an i-dot written after its word belongs to the i.
+    glyphs: Optional[np.ndarray] = None
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple) -> float:
@@ -494,7 +499,7 @@ class SyntheticInk:
         pen_up[ends] = ~joined
         gap = np.zeros(len(xy))
         gap[ends] = gap_scale
-        xy, pen_up, gap = _densify(xy, pen_up, gap, self.MAX_SEGMENT)
+        xy, pen_up, gap, dense_origin = _densify(xy, pen_up, gap, self.MAX_SEGMENT)
 
         xy = self._warp(xy, rng)
         t = self._timing(xy, pen_up, gap, rng)
@@ -503,14 +508,15 @@ class SyntheticInk:
         x_height_mm = _uniform(rng, aug.x_height_mm)
         units = x_height_mm * self.config.units_per_mm
         rate = _uniform(rng, aug.sample_rate_hz)
-        points = _clock(xy * units, t, pen_up, rate)
+        points, clock_origin = _clock(xy * units, t, pen_up, rate)
+        glyphs = glyph_of_point[dense_origin[clock_origin]].astype(np.int32)
         noise = aug.position_noise_mm * self.config.units_per_mm
         if noise > 0:
             points[:, :2] += rng.normal(0.0, noise, (len(points), 2))
         margin = rng.uniform(0.0, 10.0, 2) * self.config.units_per_mm
         points[:, :2] += margin - points[:, :2].min(axis=0)
         points[:, :2] = np.round(points[:, :2])
-        return SyntheticSample(points, text, font.name, rate, x_height_mm)
+        return SyntheticSample(points, text, font.name, rate, x_height_mm, glyphs)
 
     @staticmethod
     def _glyph_relative_x(local, glyph_of_point, n_glyphs) -> np.ndarray:
@@ -660,7 +666,10 @@ class SyntheticInk:
 
 
 def _densify(xy: np.ndarray, pen_up: np.ndarray, gap: np.ndarray, max_segment: float):
-    """Split every pen-down segment longer than ``max_segment`` into equal pieces (vectorised)."""
+    """Split every pen-down segment longer than ``max_segment`` into equal pieces (vectorised).
+
+    Also returns, per output point, the input point it stands for: itself, or for a point
+    inserted inside a segment the segment's end (where the pen is going)."""
     delta = np.diff(xy, axis=0)
     length = np.hypot(delta[:, 0], delta[:, 1])
     pieces = np.where(pen_up[:-1], 1, np.maximum(1, np.ceil(length / max_segment))).astype(np.int64)
@@ -678,11 +687,14 @@ def _densify(xy: np.ndarray, pen_up: np.ndarray, gap: np.ndarray, max_segment: f
     out_gap[:-1] = np.where(is_original, gap[segment], 0.0)
     out_pen_up[-1] = True  # the pen always lifts at the end
     out_gap[-1] = gap[-1]
-    return out, out_pen_up, out_gap
+    origin = np.append(segment + (step > 0), len(xy) - 1)
+    return out, out_pen_up, out_gap, origin
 
 
-def _clock(xy: np.ndarray, t: np.ndarray, pen_up: np.ndarray, rate: float) -> np.ndarray:
-    """Read the trajectory out at ``rate`` Hz from each pen-down; ``(N, 4)`` x, y, t, pen_up_after."""
+def _clock(xy: np.ndarray, t: np.ndarray, pen_up: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Read the trajectory out at ``rate`` Hz from each pen-down; ``(N, 4)`` x, y, t, pen_up_after,
+    and per sample the trajectory point it stands for (the first at or after its time, within its
+    stroke)."""
     starts = np.flatnonzero(np.concatenate([[True], pen_up[:-1]]))
     ends = np.flatnonzero(pen_up)
     counts = np.floor((t[ends] - t[starts]) * rate).astype(np.int64) + 1
@@ -697,7 +709,8 @@ def _clock(xy: np.ndarray, t: np.ndarray, pen_up: np.ndarray, rate: float) -> np
     out[:, 2] = times
     out[:, 3] = 0.0
     out[np.cumsum(counts) - 1, 3] = 1.0
-    return out
+    origin = np.minimum(np.searchsorted(t, times, side="left"), np.repeat(ends, counts))
+    return out, origin
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -712,8 +725,7 @@ def plot_samples(samples: list, path: str, units_per_mm: float = 100.0) -> None:
     fig, axes = plt.subplots(len(samples), 1, figsize=(12, 1.5 * len(samples)), squeeze=False)
     for ax, sample in zip(axes[:, 0], samples):
         pts = sample.points
-        cuts = np.flatnonzero(pts[:, 3] > 0.5) + 1
-        for stroke in np.split(pts, cuts[:-1]):
+        for stroke in points_to_strokes(pts):
             ax.plot(stroke[:, 0] / units_per_mm, stroke[:, 1] / units_per_mm, "-", color="#123", lw=1.0,
                     marker="." if len(stroke) == 1 else None, ms=2)
         ax.set_aspect("equal")

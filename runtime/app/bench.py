@@ -1,20 +1,24 @@
-"""``inkstream bench``: what the streaming runtime costs, as ratios against floors measured in the same run.
+"""``inkstream bench``: what the streaming runtime costs, as ratios against floors measured in the same run,
+and how long after a character is written it appears.
 
 Absolute times on a shared machine are noise; ratios measured side by side are not. One run
-measures, on the shipped model (or ``--model``) and with the default decoder (or ``--decoder``),
-in rounds that take turns (the streaming costs, the floors, the re-run baseline, the real-time
-factors; then the batched streams in blocks that take turns), so both sides of the ratios
-between them see the same machine: figures are medians over the rounds, and those ratios and the
-targets medians of per-round ratios. The torch step and the memory are measured once, at the end:
+measures, on the recognizer of the config tree (``--model``, ``--decoder`` and its options, as in
+``inkstream eval``), in rounds that take turns (the streaming costs, the floors, the re-run
+baseline, the real-time factors; then the batched streams in blocks that take turns), so both
+sides of the ratios between them see the same machine: figures are medians over the rounds, and
+those ratios and the targets medians of per-round ratios. The emission delay, the torch step and
+the memory are measured once, at the end. :func:`run_bench` returns a :class:`BenchReport`;
+``--json`` prints :meth:`BenchReport.to_json` (the key names below):
 
 * ``per_sample_us_chunk{1,4,16}``: the whole streaming path (features, onnxruntime, the decoder)
   per pen sample when samples arrive 1, 4 or 16 at a time;
 * ``floor_us_per_frame``: the same ONNX graph run on one 64-frame chunk, per frame (the
   arithmetic floor); ``ort_call_overhead_us``: one ``session.run`` of a trivial Identity graph
-  from Python (the graph's bytes are written by :func:`trivial_onnx_bytes` without the ``onnx``
-  package, which the edge install does not have);
-* ``ratio_vs_torch``: a torch eager step (one frame, state carried) of an LSTM built from the ONNX
-  file's own weights, over the ONNX step (null when torch is not installed);
+  from Python (the packaged ``runtime/samples/identity.onnx``, written by
+  :mod:`export.identity_graph`: the edge install has no ``onnx`` package);
+* ``ratio_vs_torch``: a torch eager step (one frame, state carried) of the model with the ONNX
+  file's own weights (:mod:`export.torch_twin`), over the ONNX step (null, with the reason in
+  ``torch_note``, when torch or onnx is not installed);
 * ``ratio_vs_rerun``: re-running from scratch over the whole prefix on every new point of a
   600-point line (features, one model call, a fresh decode: :func:`rerun_once`), over streaming
   it (the rerun cost is integrated from 30 evenly spaced prefix lengths rather than all 600);
@@ -28,34 +32,52 @@ targets medians of per-round ratios. The torch step and the memory are measured 
 * ``rtf_200hz``: processing time / ink time for a 200 Hz pen delivered as a serial reader sees
   it, a burst of 2 samples every 10 ms, each followed by decode and get_result, with the chosen
   decoder; ``rtf_200hz_greedy`` and ``rtf_200hz_beam`` give both decoders;
-* ``rss_mb``: resident memory of a fresh process that loaded the recognizer and decoded a line.
+* ``emission_delay_p50_ms_{greedy,beam}``, ``emission_delay_p90_ms_*``: on the packaged synthetic
+  lines whose glyph boundaries are known (``runtime/samples/delay_ink.npz``, written by
+  :mod:`training.delay_ink`), fed at their own 200 Hz time stamps in bursts of 2, the time from a
+  glyph's last pen sample to the burst after which its character is shown and stays (the
+  character at its position of the streamed text never changes again); ``not_shown_at_pen_up_*``
+  the share of those characters not yet shown when the pen lifts at the end of the line (before
+  ``input_finished``); ``emission_delay_chars_*`` how many characters were counted, of
+  ``emission_delay_glyphs`` (see :func:`emission_delay`). The delay is on the pen's clock: the
+  compute time is not in it (the real-time factor is);
+* ``rss_mb``: resident memory of a fresh process that loaded the same recognizer (decoder and
+  options) and decoded a line.
 
 The ink (:func:`bench_ink`) is real handwriting re-sampled at 200 Hz in its writer's own time:
 features make about 0.1 frames per pen sample of it (``frames_per_sample``), 20-22 frames per
 second of pen-down writing (``frames_per_second``), so per-sample and per-frame figures differ;
-the targets are reported like with like and as the issue words them (see ``targets``).
+the targets are reported like with like and as the issue words them (see ``TARGETS``).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import json
-import math
 import operator
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
+from firmware_bridge.replay import resample_points, split_strokes
+from runtime.app.config import AppConfig, DecoderConfig, add_recognizer_arguments, config_from_args
+from runtime.app.errors import USER_ERRORS, fail
 from runtime.features import extract
-from runtime.recognizer import DEFAULT_DECODER, OFFLINE, StreamingRecognizer
+from runtime.ink import load_corpus
+from runtime.recognizer import OFFLINE, EndpointConfig, StreamingRecognizer
 
-# the issue's targets: (name in the JSON, the figure it reads, how it compares, the limit)
+PROG = "inkstream bench"
+
+# the issue's targets: (name in the JSON, the BenchReport attribute it reads, how it compares, the limit)
 TARGETS = (
     # like with like: the floor converted to a pen sample (this model reads fewer frames than samples)
     ("chunk1 <= floor*frames_per_sample + 2 call overheads", "chunk1_over_floor_per_sample_plus_2_calls", "<=", 1),
@@ -71,92 +93,25 @@ _COMPARE = {"<": operator.lt, "<=": operator.le, ">=": operator.ge}
 PEN_RATE_HZ = 200.0
 PHRASE_HEIGHT = 100.0  # the bench ink's phrases are all scaled to this height
 BURST = 2
-
-
-# ---- a trivial ONNX graph without the onnx package --------------------------------------------
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _field_bytes(num: int, payload: bytes) -> bytes:  # protobuf wire type 2 (length-delimited)
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _field_int(num: int, value: int) -> bytes:  # protobuf wire type 0 (varint)
-    return _varint(num << 3) + _varint(value)
-
-
-def trivial_onnx_bytes() -> bytes:
-    """A serialized ONNX ModelProto: ``y = Identity(x)``, x and y float32 of shape (1,).
-
-    Written field by field (onnx.proto numbers) so measuring the fixed cost of an onnxruntime
-    call needs no ``onnx`` package on the device.
-    """
-    dim = _field_bytes(1, _field_int(1, 1))  # TensorShapeProto.dim { dim_value: 1 }
-    tensor_type = _field_int(1, 1) + _field_bytes(2, dim)  # elem_type FLOAT, shape
-    type_proto = _field_bytes(1, tensor_type)  # TypeProto.tensor_type
-
-    def value_info(name: str) -> bytes:
-        return _field_bytes(1, name.encode()) + _field_bytes(2, type_proto)
-
-    node = _field_bytes(1, b"x") + _field_bytes(2, b"y") + _field_bytes(4, b"Identity")
-    graph = (_field_bytes(1, node) + _field_bytes(2, b"trivial") + _field_bytes(11, value_info("x"))
-             + _field_bytes(12, value_info("y")))
-    opset = _field_bytes(1, b"") + _field_int(2, 13)
-    return _field_int(1, 7) + _field_bytes(2, b"inkstream-bench") + _field_bytes(7, graph) + _field_bytes(8, opset)
+CHUNKS = (1, 4, 16)
+STREAM_COUNTS = (1, 16, 256)
+COMPARED_DECODERS = ("greedy", "beam")  # the real-time factor and the emission delay are given for both
 
 
 # ---- bench ink --------------------------------------------------------------------------------
-def _resample_strokes(points: np.ndarray, rate_hz: float) -> list:
-    """The strokes of one sample re-sampled in time at ``rate_hz`` along its own time stamps (what
-    a tablet at that rate would have reported for the same handwriting), each an ``(n, 2)`` array
-    of x, y; a stroke's last point is always kept. A stroke whose time stamps do not advance keeps
-    its points as they are (there is no time to place them in); an empty sample has no strokes."""
-    if len(points) == 0:
-        return []
-    ends = np.flatnonzero(points[:, 3] > 0.5)
-    if len(ends) == 0 or ends[-1] != len(points) - 1:
-        ends = np.r_[ends, len(points) - 1]
-    strokes, start = [], 0
-    for end in ends:
-        s = points[start:end + 1]
-        start = end + 1
-        t = np.maximum.accumulate(s[:, 2] - s[0, 2])  # time stamps made monotone
-        if t[-1] <= 0.0:
-            strokes.append(s[:, :2].copy())
-            continue
-        grid = np.arange(0.0, t[-1], 1.0 / rate_hz)
-        if len(grid) == 0 or grid[-1] < t[-1]:
-            grid = np.r_[grid, t[-1]]
-        strokes.append(np.stack([np.interp(grid, t, s[:, 0]), np.interp(grid, t, s[:, 1])], axis=1))
-    return strokes
-
-
 def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
     """``num_points`` pen samples at 200 Hz of real handwriting, as ``(n, 4)`` x, y, t, pen_up_after.
 
-    The packaged demo phrases, each re-sampled at 200 Hz along its own time stamps (so the pen
-    moves as fast as the writer's did: about 20 frames per second of pen-down writing, like
-    IAM-OnDB's real-time lines), scaled to one height (the devices' units differ 20-fold, and the
-    features' running scale would carry one phrase's size into the next), placed side by side on
-    one line and repeated to length. The time between
-    strokes is *not* counted: ``t`` advances 5 ms a sample, so the ink lasts
+    The packaged demo phrases, each re-sampled at 200 Hz along its own time stamps
+    (:func:`firmware_bridge.replay.resample_points`: the pen moves as fast as the writer's did,
+    about 20 frames per second of pen-down writing, like IAM-OnDB's real-time lines), scaled to one
+    height (the devices' units differ 20-fold, and the features' running scale would carry one
+    phrase's size into the next), placed side by side on one line and repeated to length. The time
+    between strokes is *not* counted: ``t`` advances 5 ms a sample, so the ink lasts
     ``num_points / 200`` seconds, the pen-down time alone, and a real-time factor over it is an
     upper bound. Without the packaged samples: a synthetic cursive-like line (loops with a pen lift
     every 60 points)."""
     try:
-        from importlib import resources
-
-        from runtime.ink import load_corpus
-
         path = resources.files("runtime.samples").joinpath("unipen_demo.npz")
         corpus = load_corpus(str(path))
         if len(corpus) == 0:
@@ -164,7 +119,7 @@ def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
         pieces, total, shift = [], 0, 0.0
         i = 0
         while total < num_points:
-            strokes = _resample_strokes(np.asarray(corpus.points(i % len(corpus)), np.float64), PEN_RATE_HZ)
+            strokes = [s[:, :2] for s in split_strokes(resample_points(corpus.points(i % len(corpus)), PEN_RATE_HZ))]
             i += 1
             if not strokes:
                 if i >= len(corpus) and total == 0:
@@ -194,6 +149,143 @@ def bench_ink(num_points: int = 600) -> tuple[np.ndarray, str]:
     pts[:, 2] = np.arange(num_points) / PEN_RATE_HZ
     pts[-1, 3] = 1.0
     return pts, source
+
+
+# ---- emission delay ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DelayLine:
+    """A line of the delay ink: ``points`` ``(n, 4)`` x, y, t, pen_up_after; ``text`` its truth;
+    ``glyphs`` per pen sample the index of the non-space character of ``text`` it belongs to."""
+
+    points: np.ndarray
+    text: str
+    glyphs: np.ndarray
+
+    def glyph_ends(self) -> np.ndarray:
+        """Per glyph (non-space character of the text), the time of its last pen sample; NaN for
+        a glyph that has none."""
+        ends = np.full(sum(not c.isspace() for c in self.text), -np.inf)
+        np.maximum.at(ends, self.glyphs, self.points[:, 2])
+        return np.where(np.isfinite(ends), ends, np.nan)
+
+
+def delay_ink() -> tuple[list[DelayLine], str]:
+    """The packaged lines with known glyph boundaries (``runtime/samples/delay_ink.npz``, written by
+    :func:`training.delay_ink.write_delay_ink`) and a description of them. Raises ``ValueError``
+    when the file lacks the per-sample ``glyphs`` or they do not fit the texts."""
+    path = resources.files("runtime.samples").joinpath("delay_ink.npz")
+    corpus = load_corpus(str(path))
+    glyphs = corpus.field("glyphs")
+    if glyphs is None or len(glyphs) != corpus.offsets[-1]:
+        raise ValueError(f"{path.name}: needs a 'glyphs' array with one entry per pen sample")
+    lines = []
+    for i in range(len(corpus)):
+        text = str(corpus.texts[i])
+        g = np.asarray(glyphs[corpus.offsets[i]:corpus.offsets[i + 1]], np.int64)
+        if len(g) and (g.min() < 0 or g.max() >= sum(not c.isspace() for c in text)):
+            raise ValueError(f"{path.name}: line {i} has glyph indices beyond its text {text!r}")
+        lines.append(DelayLine(np.asarray(corpus.points(i), np.float64), text, g))
+    return lines, f"{len(lines)} synthetic lines ({path.name})"
+
+
+def streamed_texts(rec: StreamingRecognizer, points: np.ndarray, burst: int = BURST) -> tuple[list, str]:
+    """What a reader shows while ``points`` stream in ``burst``-sample bursts (decode and
+    get_result after each): ``[(t, text), ...]`` each time the text changes, ``t`` the time stamp of
+    the burst's last sample; and the final text (after ``input_finished``)."""
+    s = rec.create_stream(OFFLINE)
+    changes: list = []
+    for a in range(0, len(points), burst):
+        chunk = points[a:a + burst]
+        s.accept_samples(chunk)
+        rec.decode_stream(s)
+        text = rec.get_result(s).text
+        if not changes or changes[-1][1] != text:
+            changes.append((float(chunk[-1, 2]), text))
+    s.input_finished()
+    rec.decode_stream(s)
+    return changes, rec.get_result(s).text
+
+
+def matched_positions(hyp: str, ref: str) -> list[tuple[int, int]]:
+    """``(j, i)`` for every character ``hyp[j]`` that is ``ref[i]`` in a minimal edit alignment of
+    ``hyp`` to ``ref`` (a substituted, inserted or deleted character has no pair)."""
+    n, m = len(hyp), len(ref)
+    d = [[j + i if j == 0 or i == 0 else 0 for i in range(m + 1)] for j in range(n + 1)]
+    for j in range(1, n + 1):
+        for i in range(1, m + 1):
+            d[j][i] = min(d[j - 1][i] + 1, d[j][i - 1] + 1, d[j - 1][i - 1] + (hyp[j - 1] != ref[i - 1]))
+    pairs, j, i = [], n, m
+    while j > 0 and i > 0:
+        if hyp[j - 1] == ref[i - 1] and d[j][i] == d[j - 1][i - 1]:
+            pairs.append((j - 1, i - 1))
+            j, i = j - 1, i - 1
+        elif d[j][i] == d[j - 1][i - 1] + 1:
+            j, i = j - 1, i - 1
+        elif d[j][i] == d[j - 1][i] + 1:
+            j -= 1
+        else:
+            i -= 1
+    return pairs[::-1]
+
+
+def line_delays(changes: Sequence, final: str, truth: str, glyph_ends: np.ndarray,
+                finish_t: float) -> tuple[list[float], int]:
+    """``(delays in seconds, how many of them were not shown at pen-up)`` of one line's counted
+    characters: those of ``final`` that the alignment to ``truth`` pairs with an equal non-space
+    character whose glyph has pen samples. A character's delay runs from its glyph's last sample
+    (``glyph_ends``, indexed by non-space character of ``truth``) to the first entry of ``changes``
+    (:func:`streamed_texts`) from which on every entry holds ``final``'s character at its position;
+    one that only the final result holds is shown at ``finish_t`` and was not shown at pen-up."""
+    glyph_of = np.cumsum([not c.isspace() for c in truth]) - 1
+    delays, not_shown = [], 0
+    for j, i in matched_positions(final, truth):
+        if truth[i].isspace() or not np.isfinite(glyph_ends[glyph_of[i]]):
+            continue
+        shown = finish_t
+        for t, text in reversed(changes):
+            if len(text) <= j or text[j] != final[j]:
+                break
+            shown = t
+        not_shown += not changes or len(changes[-1][1]) <= j or changes[-1][1][j] != final[j]
+        delays.append(shown - glyph_ends[glyph_of[i]])
+    return delays, not_shown
+
+
+@dataclass(frozen=True)
+class EmissionDelay:
+    """How long after a character is written it appears (see :func:`emission_delay`)."""
+
+    p50_ms: Optional[float]  # None when no character was counted
+    p90_ms: Optional[float]
+    not_shown_at_pen_up: Optional[float]  # share of the counted characters
+    chars: int  # characters counted
+    glyphs: int  # characters written (non-space characters of the truths)
+
+
+def emission_delay(rec: StreamingRecognizer, lines: Sequence[DelayLine]) -> EmissionDelay:
+    """The delay from a glyph's last pen sample to the first time its character is shown and stays,
+    over ``lines`` fed at their own time stamps in bursts of 2 (a 200 Hz serial reader), pooled.
+
+    Only characters that the final text gets right count (:func:`line_delays`). A character that
+    is not shown before the pen lifts at the end of its line is shown when a live session ends the
+    line, the default endpoint pause after the last sample; it counts in ``not_shown_at_pen_up``.
+    A character can show before its glyph's last sample (an i before its dot): its delay is negative.
+    """
+    pause_s = EndpointConfig().pause_s
+    delays, not_shown, glyphs = [], 0, 0
+    for line in lines:
+        ends = line.glyph_ends()
+        glyphs += len(ends)
+        if not len(line.points):
+            continue
+        changes, final = streamed_texts(rec, line.points)
+        d, n = line_delays(changes, final, line.text, ends, float(line.points[-1, 2]) + pause_s)
+        delays += d
+        not_shown += n
+    if not delays:
+        return EmissionDelay(None, None, None, 0, glyphs)
+    p50, p90 = np.percentile(np.array(delays) * 1e3, [50, 90])
+    return EmissionDelay(float(p50), float(p90), not_shown / len(delays), len(delays), glyphs)
 
 
 # ---- measurements -----------------------------------------------------------------------------
@@ -238,11 +330,13 @@ def stream_cost(rec: StreamingRecognizer, pts: np.ndarray, chunk: int, repeats: 
 
 
 def ort_call_overhead_us(repeats: int) -> float:
+    """Median microseconds of one ``session.run`` of the packaged ``y = Identity(x)`` graph."""
     import onnxruntime as ort
 
     from runtime.model import session_options
 
-    sess = ort.InferenceSession(trivial_onnx_bytes(), session_options(), providers=["CPUExecutionProvider"])
+    graph = resources.files("runtime.samples").joinpath("identity.onnx").read_bytes()
+    sess = ort.InferenceSession(graph, session_options(), providers=["CPUExecutionProvider"])
     feed = {"x": np.zeros(1, np.float32)}
     for _ in range(50):
         sess.run(None, feed)
@@ -282,107 +376,19 @@ def ort_values_step_us(rec: StreamingRecognizer, repeats: int) -> Optional[float
     return _per_call_median(step, 100 * repeats) * 1e6
 
 
-def exported_weights(model) -> tuple[list, tuple, tuple]:
-    """The weights of an exported float graph (an ``onnx.ModelProto``): ``([(W, R, B)] per LSTM
-    layer in ONNX gate order i, o, f, c, (w_in, b_in), (w_out, b_out))``.
-
-    Raises ValueError when the graph is not the exporter's input projection -> LSTMs -> linear.
-    """
-    from onnx import numpy_helper
-
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    nodes = list(model.graph.node)
-    # the exporter shares equal tensors (such as equal biases of two layers) through Identity nodes
-    for n in nodes:
-        if n.op_type == "Identity" and n.input[0] in init:
-            init[n.output[0]] = init[n.input[0]]
-    matmuls = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in init]
-    adds = [n for n in nodes if n.op_type == "Add" and any(i in init for i in n.input)]
-    lstms = [n for n in nodes if n.op_type == "LSTM"]
-    if len(matmuls) != 2 or len(adds) != 2 or not lstms:
-        raise ValueError("ONNX graph is not the expected proj -> LSTMs -> linear shape")
-    if not all(len(n.input) > 3 and all(n.input[j] in init for j in (1, 2, 3)) for n in lstms):
-        raise ValueError("ONNX graph has an LSTM whose weights are not constants of the file")
-
-    def bias(add):
-        return next(init[i] for i in add.input if i in init)
-
-    layers = [tuple(init[n.input[j]][0] for j in (1, 2, 3)) for n in lstms]
-    return layers, (init[matmuls[0].input[1]], bias(adds[0])), (init[matmuls[1].input[1]], bias(adds[1]))
-
-
 def torch_step_us(model_path: str, repeats: int) -> tuple[Optional[float], Optional[float], str]:
-    """Torch eager one-frame step of the ONNX file's own weights: ``(us, parity, note)``.
+    """A torch eager one-frame step of the model's weights (:func:`export.torch_twin.twin_step`):
+    ``(median us, parity with onnxruntime, note)``; ``(None, None, reason)`` when torch or onnx is
+    not installed or the file cannot be read into a twin."""
+    for name, why in (("torch", ""), ("onnx", " (needed to read the weights)")):
+        if importlib.util.find_spec(name) is None:
+            return None, None, f"{name} not installed{why}"
+    from export.torch_twin import twin_step
 
-    Returns ``(None, None, reason)`` when torch (or onnx, to read the weights) is missing.
-    """
     try:
-        import torch
-    except ImportError:
-        return None, None, "torch not installed"
-    try:
-        import onnx
-    except ImportError:
-        return None, None, "onnx not installed (needed to read the weights)"
-    m = onnx.load(model_path)
-    note = f"torch {torch.__version__}, weights from the ONNX file"
-    sibling = Path(model_path).with_name(Path(model_path).name.replace(".int8", ""))
-    if any(n.op_type == "DynamicQuantizeLSTM" for n in m.graph.node) and sibling.exists():
-        # an int8 graph: torch runs the float weights it was quantized from (what a user of the
-        # training checkpoint would run); the parity check is against that float graph
-        model_path = str(sibling)
-        m = onnx.load(model_path)
-        note = f"torch {torch.__version__} float32, weights from {sibling.name} (this graph's float original)"
-    try:
-        layers, (w_in, b_in), (w_out, b_out) = exported_weights(m)
-    except ValueError as exc:
+        step, parity, note = twin_step(model_path)
+    except (ValueError, OSError) as exc:
         return None, None, str(exc)
-
-    def iofc_to_ifgo(w):  # ONNX gate order i, o, f, c; torch i, f, g(c), o
-        i, o, f, c = np.split(w, 4, axis=0)
-        return np.concatenate([i, f, c, o], axis=0)
-
-    hidden = layers[0][1].shape[-1]
-    torch.set_num_threads(1)
-    proj = torch.nn.Linear(w_in.shape[0], w_in.shape[1])
-    lstm = torch.nn.LSTM(w_in.shape[1], hidden, num_layers=len(layers), batch_first=True)
-    out = torch.nn.Linear(w_out.shape[0], w_out.shape[1])
-    with torch.no_grad():
-        proj.weight.copy_(torch.from_numpy(w_in.T.copy()))
-        proj.bias.copy_(torch.from_numpy(np.array(b_in)))
-        out.weight.copy_(torch.from_numpy(w_out.T.copy()))
-        out.bias.copy_(torch.from_numpy(np.array(b_out)))
-        for k, (w, r, b) in enumerate(layers):
-            getattr(lstm, f"weight_ih_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(w)))
-            getattr(lstm, f"weight_hh_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(r)))
-            getattr(lstm, f"bias_ih_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(b[:4 * hidden])))
-            getattr(lstm, f"bias_hh_l{k}").copy_(torch.from_numpy(iofc_to_ifgo(b[4 * hidden:])))
-
-    def forward(x, h, c):
-        y, (h, c) = lstm(torch.tanh(proj(x)), (h, c))
-        return torch.log_softmax(out(y), dim=-1), h, c
-
-    # parity against onnxruntime over a few frames
-    import onnxruntime as ort
-
-    from runtime.model import session_options
-
-    sess = ort.InferenceSession(model_path, session_options(), providers=["CPUExecutionProvider"])
-    nf = w_in.shape[0]
-    x = np.random.default_rng(1).standard_normal((1, 8, nf)).astype(np.float32)
-    z = np.zeros((len(layers), 1, hidden), np.float32)
-    ref = sess.run(None, {"x": x, "h": z, "c": z})[0]
-    with torch.no_grad():
-        got = forward(torch.from_numpy(x), torch.from_numpy(z), torch.from_numpy(z))[0].numpy()
-    parity = float(np.abs(ref - got).max())
-    xs = torch.zeros(1, 1, nf)
-    state = [torch.zeros(len(layers), 1, hidden), torch.zeros(len(layers), 1, hidden)]
-
-    def step():
-        with torch.no_grad():
-            lp, state[0], state[1] = forward(xs, state[0], state[1])
-            lp.numpy()
-
     for _ in range(10):
         step()
     return _per_call_median(step, 100 * repeats) * 1e6, parity, note
@@ -451,12 +457,14 @@ def rtf_200hz(rec: StreamingRecognizer, pts: np.ndarray, repeats: int) -> float:
 
 
 _RSS_SCRIPT = r"""
-import sys, numpy as np
-from runtime.recognizer import StreamingRecognizer
+import json, sys
 from runtime.app.bench import bench_ink
+from runtime.app.config import AppConfig, DecoderConfig
 from runtime.recognizer import OFFLINE
-model = sys.argv[1] or None
-rec = StreamingRecognizer(model, decoder=sys.argv[2], endpoint=OFFLINE)
+spec = json.loads(sys.argv[1])
+config = AppConfig(model=spec["model"], decoder=DecoderConfig(spec["decoder"], tuple(map(tuple, spec["options"]))),
+                   endpoint=OFFLINE, threads=spec["threads"])
+rec = config.build_recognizer()
 pts, _ = bench_ink(600)
 s = rec.create_stream()
 for a in range(0, len(pts), 2):
@@ -475,45 +483,182 @@ print(rss)
 """
 
 
-def rss_mb(model_path: Optional[str], decoder: str = DEFAULT_DECODER) -> Optional[float]:
-    """Resident memory (MB) of a fresh Python process that loaded the recognizer (with ``decoder``,
-    so the beam's language model counts) and decoded a line."""
+def rss_mb(config: AppConfig) -> Optional[float]:
+    """Resident memory (MB) of a fresh Python process that built ``config``'s recognizer (the same
+    model, decoder and decoder options, so the beam's language model counts) and decoded a line."""
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(Path(__file__).resolve().parents[2])  # the source tree, when not installed
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    spec = json.dumps({"model": config.model, "decoder": config.decoder.name, "options": config.decoder.options,
+                       "threads": config.threads})
     try:
-        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, model_path or "", decoder], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, spec], capture_output=True, text=True,
                              env=env, timeout=120, check=True).stdout
         return float(out.strip().splitlines()[-1])
     except (subprocess.SubprocessError, ValueError, IndexError):
         return None
 
 
-def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: str = DEFAULT_DECODER, log=print) -> dict:
-    """All measurements of the module docstring; returns the figures (also the JSON line).
+# ---- the report -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChunkCost:
+    """Streaming with pen samples arriving ``chunk`` at a time (features, model, decoder)."""
 
-    The streaming figures use ``decoder``. What is compared with what (streaming against the
-    floors and against re-running, the real-time factors of the decoders) is measured in rounds
-    that take turns, so a machine that speeds up or slows down during the run (shared hosts drift
-    by 2x within minutes) moves both sides of a ratio together; each figure is the median over the
-    rounds, and each of those ratios the median of its per-round ratios.
+    per_sample_us: float
+    per_frame_us: float
+
+
+@dataclass(frozen=True)
+class StreamsCost:
+    """``decode_streams`` over concurrent writers."""
+
+    per_stream_us: float  # per stream per frame decoded
+    features_us_per_burst: float  # per stream
+
+
+@dataclass(frozen=True)
+class DecoderFigures:
+    """What one decoder costs and how late it shows characters."""
+
+    rtf_200hz: float
+    emission: EmissionDelay
+
+
+@dataclass(frozen=True)
+class TorchStep:
+    """The torch twin's one-frame step (:func:`torch_step_us`)."""
+
+    us: Optional[float]  # None: skipped, ``note`` says why
+    parity_max_abs_diff: Optional[float]
+    note: str
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Every figure of one bench run (see the module docstring); :meth:`to_json` gives the JSON line."""
+
+    model: str
+    decoder: str
+    decoder_options: dict
+    bench_ink: str
+    pen_samples: int
+    frames: int
+    rounds: int
+    chunks: dict  # chunk size (CHUNKS) -> ChunkCost
+    floor_us_per_frame: float
+    step_us_1frame: float
+    step_us_1frame_ort_values: Optional[float]
+    ort_call_overhead_us: float
+    rerun_600_s: float
+    stream_600_s: float
+    ratio_vs_rerun: float
+    streams: dict  # number of streams (STREAM_COUNTS) -> StreamsCost
+    streams_1_over_256: float
+    model_us_per_stream_256: float
+    model_1_over_256: float
+    decoders: dict  # decoder name -> DecoderFigures; the chosen decoder and those of COMPARED_DECODERS that load
+    delay_ink: str
+    rss_mb: Optional[float]
+    torch: TorchStep
+    chunk1_over_floor_per_sample_plus_2_calls: float
+    chunk4_over_floor_per_sample: float
+    chunk1_over_floor_per_frame_plus_2_calls: float
+    chunk4_over_floor_per_frame: float
+
+    @property
+    def frames_per_sample(self) -> float:
+        return self.frames / max(self.pen_samples, 1)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_per_sample * PEN_RATE_HZ
+
+    @property
+    def rtf_200hz(self) -> float:
+        return self.decoders[self.decoder].rtf_200hz
+
+    @property
+    def ratio_vs_torch(self) -> Optional[float]:
+        return self.torch.us / self.step_us_1frame if self.torch.us else None
+
+    @property
+    def targets(self) -> dict:
+        """Target name (:data:`TARGETS`) -> whether it holds."""
+        return {name: _COMPARE[op](getattr(self, attr), limit) for name, attr, op, limit in TARGETS}
+
+    def to_json(self) -> dict:
+        """The flat figures under the JSON key names of the module docstring."""
+        out = {"model": self.model, "decoder": self.decoder, "decoder_options": self.decoder_options,
+               "bench_ink": self.bench_ink, "pen_samples": self.pen_samples, "frames": self.frames,
+               "frames_per_sample": self.frames_per_sample, "frames_per_second": self.frames_per_second,
+               "rounds": self.rounds}
+        for chunk, cost in self.chunks.items():
+            out[f"per_sample_us_chunk{chunk}"] = cost.per_sample_us
+            out[f"per_frame_us_chunk{chunk}"] = cost.per_frame_us
+        for name in ("floor_us_per_frame", "step_us_1frame", "step_us_1frame_ort_values", "ort_call_overhead_us",
+                     "rerun_600_s", "stream_600_s", "ratio_vs_rerun"):
+            out[name] = getattr(self, name)
+        for n, cost in self.streams.items():
+            out[f"per_stream_us_{n}"] = cost.per_stream_us
+            out[f"features_us_per_burst_{n}"] = cost.features_us_per_burst
+        out.update(streams_1_over_256=self.streams_1_over_256, model_us_per_stream_256=self.model_us_per_stream_256,
+                   model_1_over_256=self.model_1_over_256, rtf_200hz=self.rtf_200hz)
+        for name in COMPARED_DECODERS:
+            figures = self.decoders.get(name)
+            out[f"rtf_200hz_{name}"] = figures.rtf_200hz if figures else None
+        beam = self.decoders.get("beam")
+        out["per_sample_us_beam_chunk2"] = beam.rtf_200hz / PEN_RATE_HZ * 1e6 if beam else None
+        out["emission_delay_ink"] = self.delay_ink
+        out["emission_delay_glyphs"] = next((f.emission.glyphs for f in self.decoders.values()), 0)
+        for name in COMPARED_DECODERS:
+            emission = self.decoders[name].emission if name in self.decoders else None
+            out[f"emission_delay_p50_ms_{name}"] = emission.p50_ms if emission else None
+            out[f"emission_delay_p90_ms_{name}"] = emission.p90_ms if emission else None
+            out[f"not_shown_at_pen_up_{name}"] = emission.not_shown_at_pen_up if emission else None
+            out[f"emission_delay_chars_{name}"] = emission.chars if emission else None
+        out.update(rss_mb=self.rss_mb, torch_step_us_1frame=self.torch.us,
+                   torch_parity_max_abs_diff=self.torch.parity_max_abs_diff, torch_note=self.torch.note,
+                   ratio_vs_torch=self.ratio_vs_torch)
+        for name in ("chunk1_over_floor_per_sample_plus_2_calls", "chunk4_over_floor_per_sample",
+                     "chunk1_over_floor_per_frame_plus_2_calls", "chunk4_over_floor_per_frame"):
+            out[name] = getattr(self, name)
+        out["targets"] = self.targets
+        return out
+
+
+# ---- the run ----------------------------------------------------------------------------------
+def run_bench(config: AppConfig = AppConfig(endpoint=OFFLINE), quick: bool = False, log=print) -> BenchReport:
+    """All measurements of the module docstring on ``config``'s recognizer.
+
+    The streaming figures use ``config``'s decoder; the real-time factor and the emission delay
+    are also measured for the other decoders of :data:`COMPARED_DECODERS` with their default
+    options (a decoder that cannot load, such as a beam without its LM file, is left out with a
+    line in the log). What is compared with what (streaming against the floors and against
+    re-running, the real-time factors of the decoders) is measured in rounds that take turns, so a
+    machine that speeds up or slows down during the run (shared hosts drift by 2x within minutes)
+    moves both sides of a ratio together; each figure is the median over the rounds, and each of
+    those ratios the median of its per-round ratios.
     """
     rounds = 3 if quick else 7
-    rec = StreamingRecognizer(model_path, decoder=decoder, endpoint=OFFLINE)
-    decoders = {decoder: rec}
-    for name in ("greedy", "beam"):
-        if name not in decoders:
+    config = dataclasses.replace(config, endpoint=OFFLINE)  # whole lines: the bench applies no endpoints
+    rec = config.build_recognizer()
+    decoder = config.decoder.name
+    recognizers = {decoder: rec}
+    for name in COMPARED_DECODERS:
+        if name not in recognizers:
             try:
-                decoders[name] = StreamingRecognizer(model_path, decoder=name, endpoint=OFFLINE)
+                recognizers[name] = dataclasses.replace(config, decoder=DecoderConfig(name)).build_recognizer()
             except (FileNotFoundError, ValueError) as exc:  # no LM file
                 log(f"{name} decoder unavailable: {exc}")
+    lines, delay_source = delay_ink()
     pts, source = bench_ink(600)
     frames = rec.recognize(pts).num_frames
     fps = frames / len(pts)
-    log(f"model {rec.model.path} ({rec.model.info.num_layers}x{rec.model.info.hidden_size}), {decoder} decoder; "
-        f"bench ink: {source}, {len(pts)} pen samples -> {frames} frames ({fps:.2f} frames per sample, "
-        f"{fps * PEN_RATE_HZ:.1f} per second of writing); {rounds} rounds")
-    for r in decoders.values():  # warm up every recognizer the rounds use
+    options = ", ".join(f"{k}={v}" for k, v in config.decoder.options)
+    log(f"model {rec.model.path} ({rec.model.info.num_layers}x{rec.model.info.hidden_size}), {decoder} decoder"
+        f"{f' ({options})' if options else ''}; bench ink: {source}, {len(pts)} pen samples -> {frames} frames "
+        f"({fps:.2f} frames per sample, {fps * PEN_RATE_HZ:.1f} per second of writing); {rounds} rounds")
+    for r in recognizers.values():  # warm up every recognizer the rounds use
         for _ in range(2):
             stream_cost(r, pts, 4)
     per_round: dict = {}
@@ -522,125 +667,120 @@ def run_bench(model_path: Optional[str] = None, quick: bool = False, decoder: st
         per_round.setdefault(key, []).append(value)
 
     for _ in range(rounds):
-        for chunk in (1, 4, 16):
+        for chunk in CHUNKS:
             keep(f"chunk{chunk}", stream_cost(rec, pts, chunk, 3))
         keep("floor", model_step_us(rec, 64, 1))
         keep("step1", model_step_us(rec, 1, 1))
         keep("overhead", ort_call_overhead_us(1))
         keep("rerun", rerun_cost(rec, pts, 10 if quick else 30))
-        for name, r in decoders.items():
+        for name, r in recognizers.items():
             keep(f"rtf_{name}", rtf_200hz(r, pts, 1 if quick else 3))
     med = {k: statistics.median(v) for k, v in per_round.items()}
 
     def median_ratio(nums, dens):  # the median of the per-round (or per-block) ratios
         return statistics.median(a / b for a, b in zip(nums, dens))
 
-    res: dict = {"model": rec.model.path, "decoder": decoder, "bench_ink": source, "pen_samples": len(pts),
-                 "frames": frames, "frames_per_sample": fps, "frames_per_second": fps * PEN_RATE_HZ,
-                 "rounds": rounds}
-    for chunk in (1, 4, 16):
-        res[f"per_sample_us_chunk{chunk}"] = med[f"chunk{chunk}"] / len(pts) * 1e6
-        res[f"per_frame_us_chunk{chunk}"] = med[f"chunk{chunk}"] / max(frames, 1) * 1e6
-    res["floor_us_per_frame"] = med["floor"]
-    res["step_us_1frame"] = med["step1"]
-    res["step_us_1frame_ort_values"] = ort_values_step_us(rec, 3 if quick else 9)
-    res["ort_call_overhead_us"] = med["overhead"]
-    res["rerun_600_s"] = med["rerun"]
-    res["stream_600_s"] = med["chunk1"]  # streaming = one sample per call
-    res["ratio_vs_rerun"] = median_ratio(per_round["rerun"], per_round["chunk1"])
     # batched streams: blocks of rounds that take turns between 1, 16 and 256 streams, so the
     # 1-vs-256 ratio, like the others, compares like with like
     blocks, reps = (2, 150) if quick else (3, 300)  # 150 rounds (300 pen samples) make about 30 frames a stream
     long_ink, _ = bench_ink(6000)
-    batched: dict = {n: [] for n in (1, 16, 256)}
+    batched: dict = {n: [] for n in STREAM_COUNTS}
     model_1, model_256 = [], []  # the model alone, in the same blocks: 1 row per call, 256 rows per call
     for _ in range(blocks):
         for n in batched:
             batched[n].append(batched_stream_cost(rec, long_ink, n, reps))
         model_1.append(model_step_us(rec, 1, 1))
         model_256.append(model_step_us(rec, 1, 1, batch=256) / 256)
-    for n, values in batched.items():
-        res[f"per_stream_us_{n}"] = statistics.median(v[0] for v in values)
-        res[f"features_us_per_burst_{n}"] = statistics.median(v[1] for v in values)
-    res["streams_1_over_256"] = median_ratio([v[0] for v in batched[1]], [v[0] for v in batched[256]])
-    # the model's own share: one call over 256 rows against one row (one frame each), per row
-    res["model_us_per_stream_256"] = statistics.median(model_256)
-    res["model_1_over_256"] = median_ratio(model_1, model_256)
-    res["rtf_200hz"] = med[f"rtf_{decoder}"]
-    for name in ("greedy", "beam"):
-        res[f"rtf_200hz_{name}"] = med.get(f"rtf_{name}")
-    if res["rtf_200hz_beam"] is not None:
-        res["per_sample_us_beam_chunk2"] = res["rtf_200hz_beam"] / PEN_RATE_HZ * 1e6
-    res["rss_mb"] = rss_mb(model_path, decoder)
+
+    # measured once: the emission delay is on the pen's clock, not the machine's
+    decoders = {name: DecoderFigures(med[f"rtf_{name}"], emission_delay(r, lines)) for name, r in recognizers.items()}
+    rss = rss_mb(config)
     # last: importing torch starts its thread pool, which would disturb everything measured after it
-    torch_us, parity, note = torch_step_us(rec.model.path, 3 if quick else 9)
-    res["torch_step_us_1frame"] = torch_us
-    res["torch_parity_max_abs_diff"] = parity
-    res["torch_note"] = note
-    res["ratio_vs_torch"] = torch_us / res["step_us_1frame"] if torch_us else None
+    torch_step = TorchStep(*torch_step_us(rec.model.path, 3 if quick else 9))
+
     # the targets, each side of a comparison from the same round (see the docstring)
     n = len(pts)
     chunk1 = [t / n * 1e6 for t in per_round["chunk1"]]
     chunk4 = [t / n * 1e6 for t in per_round["chunk4"]]
     fl, ov = per_round["floor"], per_round["overhead"]
     fps = max(fps, 1e-9)  # ink that makes no frame would make every per-sample floor zero
-    res["chunk1_over_floor_per_sample_plus_2_calls"] = median_ratio(chunk1, [f * fps + 2 * o for f, o in zip(fl, ov)])
-    res["chunk4_over_floor_per_sample"] = median_ratio(chunk4, [f * fps for f in fl])
-    res["chunk1_over_floor_per_frame_plus_2_calls"] = median_ratio(chunk1, [f + 2 * o for f, o in zip(fl, ov)])
-    res["chunk4_over_floor_per_frame"] = median_ratio(chunk4, fl)
-    res["targets"] = {name: _COMPARE[op](res[key], limit) for name, key, op, limit in TARGETS}
-    return res
+    return BenchReport(
+        model=str(rec.model.path), decoder=decoder, decoder_options=config.decoder.kwargs(), bench_ink=source,
+        pen_samples=n, frames=frames, rounds=rounds,
+        chunks={c: ChunkCost(med[f"chunk{c}"] / n * 1e6, med[f"chunk{c}"] / max(frames, 1) * 1e6) for c in CHUNKS},
+        floor_us_per_frame=med["floor"], step_us_1frame=med["step1"],
+        step_us_1frame_ort_values=ort_values_step_us(rec, 3 if quick else 9), ort_call_overhead_us=med["overhead"],
+        rerun_600_s=med["rerun"], stream_600_s=med["chunk1"],  # streaming = one sample per call
+        ratio_vs_rerun=median_ratio(per_round["rerun"], per_round["chunk1"]),
+        streams={k: StreamsCost(statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+                 for k, values in batched.items()},
+        streams_1_over_256=median_ratio([v[0] for v in batched[1]], [v[0] for v in batched[256]]),
+        # the model's own share: one call over 256 rows against one row (one frame each), per row
+        model_us_per_stream_256=statistics.median(model_256), model_1_over_256=median_ratio(model_1, model_256),
+        decoders=decoders, delay_ink=delay_source, rss_mb=rss, torch=torch_step,
+        chunk1_over_floor_per_sample_plus_2_calls=median_ratio(chunk1, [f * fps + 2 * o for f, o in zip(fl, ov)]),
+        chunk4_over_floor_per_sample=median_ratio(chunk4, [f * fps for f in fl]),
+        chunk1_over_floor_per_frame_plus_2_calls=median_ratio(chunk1, [f + 2 * o for f, o in zip(fl, ov)]),
+        chunk4_over_floor_per_frame=median_ratio(chunk4, fl),
+    )
 
 
-def _report(res: dict, log=print) -> None:
-    f = res["floor_us_per_frame"]
-    fps = res["frames_per_sample"]
-    o = res["ort_call_overhead_us"]
+def _ms(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
+
+
+def report_text(r: BenchReport, log=print) -> None:
+    """The report for a reader, one figure group a line."""
+    f, fps, o = r.floor_us_per_frame, r.frames_per_sample, r.ort_call_overhead_us
     log(f"floor (64-frame chunk): {f:.1f} us/frame = {f * fps:.1f} us/pen sample;  "
         f"onnxruntime call overhead: {o:.1f} us")
-    for chunk in (1, 4, 16):
-        ps = res[f"per_sample_us_chunk{chunk}"]
-        log(f"chunk {chunk:>2}: {ps:7.1f} us/pen sample ({res[f'per_frame_us_chunk{chunk}']:.1f} us/frame)")
-    log(f"per round: chunk 1 = {res['chunk1_over_floor_per_sample_plus_2_calls']:.2f}x (floor per sample + 2 calls), "
-        f"{res['chunk1_over_floor_per_frame_plus_2_calls']:.2f}x (floor per frame + 2 calls); chunk 4 = "
-        f"{res['chunk4_over_floor_per_sample']:.2f}x floor per sample, {res['chunk4_over_floor_per_frame']:.2f}x "
-        f"floor per frame")
-    ov = res["step_us_1frame_ort_values"]
-    log(f"model step, 1 frame: {res['step_us_1frame']:.1f} us with numpy states"
+    for chunk, cost in r.chunks.items():
+        log(f"chunk {chunk:>2}: {cost.per_sample_us:7.1f} us/pen sample ({cost.per_frame_us:.1f} us/frame)")
+    log(f"per round: chunk 1 = {r.chunk1_over_floor_per_sample_plus_2_calls:.2f}x (floor per sample + 2 calls), "
+        f"{r.chunk1_over_floor_per_frame_plus_2_calls:.2f}x (floor per frame + 2 calls); chunk 4 = "
+        f"{r.chunk4_over_floor_per_sample:.2f}x floor per sample, {r.chunk4_over_floor_per_frame:.2f}x floor per frame")
+    ov = r.step_us_1frame_ort_values
+    log(f"model step, 1 frame: {r.step_us_1frame:.1f} us with numpy states"
         + (f", {ov:.1f} us with OrtValue states" if ov else ""))
-    if res["ratio_vs_torch"]:
-        log(f"torch eager step: {res['torch_step_us_1frame']:.1f} us -> this ONNX model is {res['ratio_vs_torch']:.1f}x "
-            f"faster (parity {res['torch_parity_max_abs_diff']:.1e}; {res['torch_note']})")
+    if r.ratio_vs_torch:
+        log(f"torch eager step: {r.torch.us:.1f} us -> this ONNX model is {r.ratio_vs_torch:.1f}x "
+            f"faster (parity {r.torch.parity_max_abs_diff:.1e}; {r.torch.note})")
     else:
-        log(f"torch comparison skipped: {res['torch_note']}")
-    log(f"re-run from scratch per point over {res['pen_samples']} points: {res['rerun_600_s']:.2f} s vs streaming "
-        f"{res['stream_600_s'] * 1e3:.1f} ms -> {res['ratio_vs_rerun']:.0f}x (median of per-round ratios)")
-    for n in (1, 16, 256):
-        log(f"{n:>3} streams: {res[f'per_stream_us_{n}']:.1f} us per stream per frame "
-            f"(+ {res[f'features_us_per_burst_{n}']:.1f} us features per burst)")
-    log(f"1 vs 256 streams: {res['streams_1_over_256']:.1f}x cheaper per stream (median of per-block ratios); "
-        f"the model alone: {res['model_us_per_stream_256']:.1f} us per row in a call of 256 rows, "
-        f"{res['model_1_over_256']:.1f}x cheaper than a call of one")
-    rtfs = ", ".join(f"{name} {res[f'rtf_200hz_{name}']:.4f}" for name in ("greedy", "beam")
-                     if res.get(f"rtf_200hz_{name}") is not None)
-    log(f"real-time factor at 200 Hz (bursts of 2): {res['rtf_200hz']:.4f} with the {res['decoder']} decoder ({rtfs})")
-    log(f"resident memory after loading and decoding: {res['rss_mb']:.0f} MB" if res["rss_mb"] else "RSS unavailable")
-    for name, key, _, _ in TARGETS:
-        log(f"  [{'ok' if res['targets'][name] else 'MISSED'}] {name}: {res[key]:.4g}")
+        log(f"torch comparison skipped: {r.torch.note}")
+    log(f"re-run from scratch per point over {r.pen_samples} points: {r.rerun_600_s:.2f} s vs streaming "
+        f"{r.stream_600_s * 1e3:.1f} ms -> {r.ratio_vs_rerun:.0f}x (median of per-round ratios)")
+    for n, cost in r.streams.items():
+        log(f"{n:>3} streams: {cost.per_stream_us:.1f} us per stream per frame "
+            f"(+ {cost.features_us_per_burst:.1f} us features per burst)")
+    log(f"1 vs 256 streams: {r.streams_1_over_256:.1f}x cheaper per stream (median of per-block ratios); "
+        f"the model alone: {r.model_us_per_stream_256:.1f} us per row in a call of 256 rows, "
+        f"{r.model_1_over_256:.1f}x cheaper than a call of one")
+    rtfs = ", ".join(f"{name} {figures.rtf_200hz:.4f}" for name, figures in r.decoders.items())
+    log(f"real-time factor at 200 Hz (bursts of 2): {r.rtf_200hz:.4f} with the {r.decoder} decoder ({rtfs})")
+    log(f"emission delay on {r.delay_ink}, 200 Hz in bursts of 2, glyph's last sample -> shown and stays:")
+    for name, figures in r.decoders.items():
+        e = figures.emission
+        shown = "n/a" if e.not_shown_at_pen_up is None else f"{100 * e.not_shown_at_pen_up:.1f} %"
+        log(f"  {name:>6}: p50 {_ms(e.p50_ms)}, p90 {_ms(e.p90_ms)}; not shown at pen-up {shown} "
+            f"({e.chars} of {e.glyphs} characters counted: read right)")
+    log(f"resident memory after loading and decoding: {r.rss_mb:.0f} MB" if r.rss_mb else "RSS unavailable")
+    for (name, holds), (_, attr, _, _) in zip(r.targets.items(), TARGETS):
+        log(f"  [{'ok' if holds else 'MISSED'}] {name}: {getattr(r, attr):.4g}")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
-    parser.add_argument("--decoder", choices=("greedy", "beam"), default=DEFAULT_DECODER,
-                        help=f"decoder of the streaming figures (default: {DEFAULT_DECODER}); the real-time factor "
-                             f"is measured for both")
+    add_recognizer_arguments(parser, endpoints=False)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a few seconds; noisier)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
 
 
 def run(args) -> int:
-    res = run_bench(args.model, quick=args.quick, decoder=args.decoder)
-    _report(res)
+    try:
+        config = config_from_args(args, endpoint=OFFLINE)
+        report = run_bench(config, quick=args.quick)
+    except USER_ERRORS as exc:  # a bad model file or option
+        return fail(PROG, exc)
+    report_text(report)
     if args.json:
-        print(json.dumps(res))
+        print(json.dumps(report.to_json()))
     return 0
