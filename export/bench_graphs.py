@@ -1,6 +1,6 @@
 """Which ONNX graph should carry the LSTM? Timings of the alternatives, as ratios, in one run.
 
-    python -m export.bench_graphs [MODEL.onnx]      (default: the shipped model)
+    inkstream bench --graphs [--model MODEL.onnx]      (default: the shipped model)
 
 For 1, 4 and 64 frames per call (one stream, one thread, no spinning: the runtime's session)
 it times:
@@ -20,7 +20,6 @@ int8 quantizes activations per call, so its output depends on how frames are chu
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Optional
@@ -138,15 +137,3 @@ def run_bench(model_path: Optional[str] = None, log=print) -> dict:
             f"{k} {v:7.1f} us ({v / frames:6.1f}/frame, {base / v:4.2f}x)" for k, v in us.items()))
         res[frames] = us
     return res
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", nargs="?", default=None, help="float ONNX model (default: the shipped one)")
-    args = parser.parse_args(argv)
-    run_bench(args.model)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """What a model of another size would cost to stream, measured before training one.
 
-    python -m export.size_sweep [--sizes 3x256,3x192,2x192,3x128,2x128] [--quick] [--json]
+    inkstream bench --sizes 3x256,3x192,2x192,3x128,2x128 [--quick] [--json]
 
 For each ``LAYERSxHIDDEN`` it builds an untrained model of that shape with the shipped model's
 features and alphabet, exports it as ``inkstream export`` does (float32 and the int8 copy, into a
@@ -13,9 +13,7 @@ and 1-vs-256-streams ratios and the real-time factor at 200 Hz (bench's JSON key
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 
@@ -77,23 +75,3 @@ def sweep(sizes: list, quick: bool = False, log=print) -> list:
                 f"re-run {row['ratio_vs_rerun']:.0f}x, 1 vs 256 streams {row['streams_1_over_256']:.1f}x, "
                 f"RTF {row['rtf_200hz']:.4f}")
     return rows
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.size_sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma-separated LAYERSxHIDDEN (default {DEFAULT_SIZES})")
-    parser.add_argument("--quick", action="store_true", help="the bench's quick mode (fewer rounds)")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of all rows")
-    args = parser.parse_args(argv)
-    try:
-        sizes = parse_sizes(args.sizes)
-    except ValueError as exc:
-        parser.error(str(exc))
-    rows = sweep(sizes, args.quick)
-    if args.json:
-        print(json.dumps(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -231,13 +231,13 @@ def test_average_of_kept_checkpoints_is_their_mean_and_is_validated(tiny_run, tm
 
 def test_size_sweep_benches_an_untrained_model_of_the_asked_shape():
     pytest.importorskip("onnx")
-    from export.size_sweep import main, parse_sizes, sweep
+    from export.size_sweep import parse_sizes, sweep
+    from runtime.app.cli import main
 
     assert parse_sizes("3x256, 2x16") == [(3, 256), (2, 16)]
     with pytest.raises(ValueError, match="LAYERSxHIDDEN"):
         parse_sizes("3x")
-    with pytest.raises(SystemExit):
-        main(["--sizes", "abc"])
+    assert main(["bench", "--sizes", "abc"]) == 2
     lines = []
     (row,) = sweep([(1, 16)], quick=True, log=lines.append)
     assert (row["layers"], row["hidden"]) == (1, 16) and lines[0].startswith("1x16:")

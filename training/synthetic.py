@@ -30,6 +30,7 @@ import functools
 import math
 import re
 import string
+import time
 from dataclasses import dataclass, field, fields
 from typing import Iterator, Optional
 
@@ -746,6 +747,8 @@ def configure(parser) -> None:
     parser.add_argument("--fonts", default="", help="comma-separated font names (default: all): "
                         + ", ".join(FONT_SPECS))
     parser.add_argument("--png", default=None, metavar="PICTURE", help="also draw the first few samples")
+    parser.add_argument("--time", action="store_true",
+                        help="also say how fast the generator was against the feature extraction of its samples")
 
 
 def run(args) -> int:
@@ -757,6 +760,8 @@ def run(args) -> int:
     config = SynthConfig(kind=args.kind, fonts=fonts)
     generator = SyntheticInk(config, seed=args.seed)
     inks, shown = [], []
+    generator.sample_info(0)  # fonts and the vocabulary load outside the timing
+    started = time.perf_counter()
     for i in range(args.count):
         sample = generator.sample_info(i)
         inks.append(Ink.from_points(sample.points, text=sample.text, id=f"synth-{args.seed}-{i}",
@@ -764,9 +769,20 @@ def run(args) -> int:
                                     meta={"kind": args.kind}))
         if len(shown) < 8:
             shown.append(sample)
+    generate_s = time.perf_counter() - started  # includes building the Ink objects: small
     save_corpus(args.out, inks, kind=args.kind)
     print(f"wrote {len(inks)} {args.kind} samples ({sum(i.num_points for i in inks)} points) to {args.out}")
     if args.png:
         plot_samples(shown, args.png, config.units_per_mm)
         print(f"drew {len(shown)} samples to {args.png}")
+    if args.time:
+        from runtime.features import extract
+
+        started = time.perf_counter()
+        frames = sum(len(extract(ink.to_points())) for ink in inks)
+        extract_s = time.perf_counter() - started
+        points = sum(ink.num_points for ink in inks)
+        print(f"generator: {args.count / generate_s:.1f} samples/s, {points / generate_s:.0f} points/s; features of "
+              f"the same samples: {args.count / extract_s:.1f} samples/s ({frames / args.count:.0f} frames each); "
+              f"generator time / feature time = {generate_s / extract_s:.2f}")
     return 0

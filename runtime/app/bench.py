@@ -772,9 +772,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_recognizer_arguments(parser, endpoints=False)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a few seconds; noisier)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    parser.add_argument("--sizes", metavar="LxH,...", default=None,
+                        help="instead: what models of other shapes (e.g. 3x256,2x128) would cost to stream, "
+                             "untrained, exported like the shipped one, greedy (needs the train extra)")
+    parser.add_argument("--graphs", action="store_true",
+                        help="instead: onnxruntime's LSTM kernel against a Scan of fused MatMul cells built from "
+                             "the same weights, and the int8 copy (needs the train extra)")
 
 
 def run(args) -> int:
+    if args.sizes is not None or args.graphs:
+        return _run_experiment(args)
     try:
         config = config_from_args(args, endpoint=OFFLINE)
         report = run_bench(config, quick=args.quick)
@@ -783,4 +791,26 @@ def run(args) -> int:
     report_text(report)
     if args.json:
         print(json.dumps(report.to_json()))
+    return 0
+
+
+def _run_experiment(args) -> int:
+    """``--sizes`` and ``--graphs``: the measurements behind the choice of the model's size and graph
+    (docs/benchmarks.md); they build models, so they need torch and onnx."""
+    try:
+        if args.sizes is not None:
+            from export.size_sweep import parse_sizes, sweep
+
+            rows = sweep(parse_sizes(args.sizes), args.quick)
+        else:
+            from export.bench_graphs import run_bench as bench_graphs
+
+            rows = bench_graphs(args.model)
+    except ModuleNotFoundError as exc:
+        return fail(PROG, f"--sizes and --graphs need the train extra ({exc.name} is missing): "
+                          "pip install 'inkstream[train]'")
+    except USER_ERRORS as exc:
+        return fail(PROG, exc)
+    if args.json:
+        print(json.dumps(rows))
     return 0
