@@ -77,3 +77,67 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
         "samples_per_s": pen_samples / busy if busy > 0 else None,
         "rtf": busy / ink_seconds if ink_seconds > 0 else None,
     }
+
+
+def evaluate_paragraphs(rec: StreamingRecognizer, path, line_gap_s: float = 2.0, burst: int = 2,
+                        limit: Optional[int] = None) -> dict:
+    """How the recognizer's endpoint rules cut real paragraphs into lines.
+
+    ``path`` is a corpus whose samples are the lines of forms (``writers`` holds the form id, the
+    lines come in writing order and share the form's coordinates, as in IAM-OnDB's npz files).
+    Each form's lines are written one after the other, ``line_gap_s`` seconds apart (the corpus
+    keeps the pauses inside a line, not between lines), fed in bursts of ``burst`` with the
+    recognizer's endpoint rules, and every line end is compared with the true boundaries: a cut
+    at a true boundary is exact, any other cut is extra; a line is cut exactly when both its ends
+    are cuts and no cut falls inside it. Returns the counts and shares, and the CER of the lines
+    the rules cut against the true lines (a missed or extra cut costs characters).
+    """
+    from runtime.ink import load_corpus
+
+    corpus = load_corpus(path)
+    forms: dict = {}
+    for i in range(len(corpus)):
+        forms.setdefault(str(corpus.writers[i]), []).append(i)
+    counter = ErrorCounter()
+    boundaries = exact = extra = forms_right = evaluated = lines_total = lines_exact = 0
+    for form, lines in forms.items():
+        if limit is not None and evaluated >= limit:
+            break
+        evaluated += 1
+        parts, truth_ends, t0 = [], [], 0.0
+        for i in lines:
+            p = np.array(corpus.points(i), dtype=np.float64)
+            p[:, 2] += t0 - p[0, 2]
+            t0 = float(p[-1, 2]) + line_gap_s
+            parts.append(p)
+            truth_ends.append((truth_ends[-1] if truth_ends else 0) + len(p))
+        points = np.concatenate(parts)
+        stream, cuts, texts, done = rec.create_stream(), [], [], 0
+        step = max(burst, 1)
+        for a in range(0, len(points), step):
+            stream.accept_samples(points[a:a + step])
+            rec.decode_stream(stream)
+            while rec.is_endpoint(stream):
+                done += stream.samples
+                cuts.append(done)
+                texts.append(rec.get_result(stream).text)
+                rec.reset(stream)
+                rec.decode_stream(stream)
+        stream.input_finished()
+        rec.decode_stream(stream)
+        if stream.samples:
+            texts.append(rec.get_result(stream).text)
+        inner_truth, inner_cuts = set(truth_ends[:-1]), {c for c in cuts if c < len(points)}
+        boundaries += len(inner_truth)
+        exact += len(inner_truth & inner_cuts)
+        extra += len(inner_cuts - inner_truth)
+        forms_right += inner_truth == inner_cuts
+        every_cut = inner_cuts | {0, len(points)}
+        for start, end in zip([0] + truth_ends[:-1], truth_ends):  # a line is exact: cut at both ends, not inside
+            lines_total += 1
+            lines_exact += start in every_cut and end in every_cut and not any(start < c < end for c in every_cut)
+        counter.add("\n".join(str(corpus.texts[i]) for i in lines), "\n".join(texts))
+    return {"forms": evaluated, "lines": lines_total, "lines_exact": lines_exact,
+            "lines_exact_share": lines_exact / lines_total if lines_total else None,
+            "boundaries": boundaries, "boundaries_found": exact, "extra_cuts": extra, "forms_right": forms_right,
+            "cer": counter.cer, "line_gap_s": line_gap_s}

@@ -252,7 +252,7 @@ def test_a_device_restart_ends_the_line_in_the_live_loop():
     from runtime.app.live import LiveRecognition
     from runtime.recognizer import EndpointConfig, StreamingRecognizer
 
-    rec = StreamingRecognizer(endpoint=EndpointConfig(pause_s=1e9, line_break=False))  # no other endpoint
+    rec = StreamingRecognizer(endpoint=EndpointConfig(pause_s=1e9, long_pause_s=1e9, line_break=False))  # no other endpoint
     finals, events = [], []
     with EmulatedTablet(_inks(), EmulatorConfig(speed=4.0, loop=True)) as tablet:
         tablet.start()
@@ -303,13 +303,15 @@ def test_a_restart_then_a_disconnect_read_late_still_gives_each_session_its_own_
         enc = device.FrameEncoder()
         wire = enc.hello(4000, 4000, 255, 10.0, 200, "dev", session=number)
         tip = device.FLAG_TIP | device.FLAG_PROXIMITY
-        wire += b"".join(enc.sample(k * 5000, x0 + 30 * k, 2000 + int(200 * math.sin(k / 3)), 100, tip)
+        # each boot's clock differs (a copy of an old frame to the microsecond is a late one)
+        t0 = 1000 * number
+        wire += b"".join(enc.sample(t0 + k * 5000, x0 + 30 * k, 2000 + int(200 * math.sin(k / 3)), 100, tip)
                          for k in range(n))
-        return wire + enc.sample(n * 5000, x0 + 30 * n, 2000, 0, device.FLAG_PROXIMITY)  # pen up
+        return wire + enc.sample(t0 + n * 5000, x0 + 30 * n, 2000, 0, device.FLAG_PROXIMITY)  # pen up
 
     source = UnstartedSource()
     finals = []
-    live = LiveRecognition(source, StreamingRecognizer(endpoint=EndpointConfig(pause_s=1e9, line_break=False)),
+    live = LiveRecognition(source, StreamingRecognizer(endpoint=EndpointConfig(pause_s=1e9, long_pause_s=1e9, line_break=False)),
                            on_final=lambda r, n: finals.append(n))
     source.data_received(session(1, 0, 30))
     source.data_received(session(2, 0, 20))  # a new session: the device rebooted

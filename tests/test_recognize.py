@@ -208,13 +208,13 @@ def _scripted(points):
     return source, live, finals
 
 
-def test_a_hovering_pen_still_ends_the_line_after_the_pause():
+def test_a_hovering_pen_still_ends_the_line_after_the_long_pause():
     (points, _), = _inks(TINY, 1)
     source, live, finals = _scripted(points)
     if not live.recognizer.get_result(live.stream).text:
         pytest.skip("the shipped model recognises nothing in this ink: no pause endpoint to reach")
     pen_up = live.stream.pen_up_since
-    pause = live.recognizer.endpoint.pause_s
+    pause = live.recognizer.endpoint.long_pause_s
     x, y = points[-1, :2]
     # hover samples keep arriving (so no poll is ever quiet) and make no rows
     for dt in np.arange(0.1, pause, 0.1):

@@ -183,7 +183,7 @@ def test_usage_errors_are_clear(rec, samples):
 
 
 def test_pause_endpoint_and_reset(samples):
-    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=0.5, line_break=False))
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(long_pause_s=0.5, line_break=False))
     pts = samples[0][0]
     s = rec.create_stream()
     s.accept_samples(pts)
@@ -218,7 +218,7 @@ def _session(rec, samples, n_lines):
 def test_a_long_session_writes_line_after_line_with_bounded_state(samples):
     """Ten lines written one below the other, fed 2 samples at a time: each new line is noticed
     when its first stroke starts far left and below, the stream is reset, and no state grows."""
-    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9))
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9, long_pause_s=1e9))
     lines = _session(rec, samples, 10)
     session = np.concatenate(lines)
     s = rec.create_stream()
@@ -250,7 +250,7 @@ def _line_lengths(rec, session, bursts):
 
 
 def test_line_breaks_do_not_depend_on_chunking(samples):
-    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9))
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9, long_pause_s=1e9))
     lines = _session(rec, samples, 3)
     session = np.concatenate(lines)
     want = [len(p) for p in lines]
@@ -272,7 +272,7 @@ class _GuardedRecognizer(StreamingRecognizer):
 
 
 def test_streams_own_their_endpoint_config_and_recognize_leaves_it_alone(samples):
-    line_breaks = EndpointConfig(pause_s=1e9)
+    line_breaks = EndpointConfig(pause_s=1e9, long_pause_s=1e9)
     rec = _GuardedRecognizer(MODEL, endpoint=line_breaks)
     session = np.concatenate(_session(rec, samples, 2))
     s, quiet = rec.create_stream(), rec.create_stream(OFFLINE)
@@ -287,7 +287,7 @@ def test_streams_own_their_endpoint_config_and_recognize_leaves_it_alone(samples
 
 
 def test_malformed_samples_leave_the_stream_unchanged_also_while_a_line_is_held_back(samples):
-    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9))
+    rec = StreamingRecognizer(MODEL, endpoint=EndpointConfig(pause_s=1e9, long_pause_s=1e9))
     lines = _session(rec, samples, 2)
     session = np.concatenate(lines)
     s = rec.create_stream()
@@ -402,3 +402,31 @@ def test_a_pen_that_is_never_lifted_makes_bounded_lines_whatever_the_chunking():
         lines.append(s.samples)
         assert lines == [500, 500, 500, 200], (chunk, lines)
     assert EndpointConfig().max_line_samples == 20_000 and OFFLINE.max_line_samples == float("inf")
+
+
+def test_a_pause_mid_line_does_not_end_it_but_a_new_line_after_a_pause_does():
+    """The demo's "easy exams": the writer paused 1.9 s between the words, then went on to the
+    right: one line. The same ink written again below it after a pause: a second line."""
+    from runtime.app.sources import DEMO_SAMPLES
+
+    corpus = load_corpus(DEMO_SAMPLES)
+    index = [str(t) for t in corpus.texts].index("easy exams")
+    pts = corpus.points(index).astype(np.float64)
+    ends = np.flatnonzero(pts[:-1, 3] > 0.5)
+    assert (pts[ends + 1, 2] - pts[ends, 2]).max() > 1.5  # the pause is in the ink
+    below = pts.copy()
+    below[:, 1] += 3 * np.ptp(pts[:, 1])
+    below[:, 2] += pts[-1, 2] + 2.0
+    rec = StreamingRecognizer(MODEL, decoder="greedy")  # the default endpoint rules
+    s, lines = rec.create_stream(), []
+    for a in range(0, len(pts) * 2, 2):
+        s.accept_samples(np.concatenate([pts, below])[a:a + 2])
+        rec.decode_stream(s)
+        # while the pen is up, 1.9 s pass before the next sample comes (a live source asks then)
+        now = None if s.pen_up_since is None else s.pen_up_since + 1.9
+        while rec.is_endpoint(s, now=now):
+            lines.append(s.samples)
+            rec.reset(s)
+            now = None
+    lines.append(s.samples)
+    assert lines == [len(pts), len(pts)]

@@ -300,8 +300,7 @@ def test_pen_input_refused_when_the_source_is_a_device(recognizer):
 
 def test_two_viewers_get_the_same_final_line_as_offline_recognition(recognizer):
     server = start_server(recognizer)
-    # one line without a pen-up pause longer than the endpoint pause (sample 0 has a 1.9 s pause
-    # between its words, which rightly ends a line there)
+    # one line without a pen-up pause longer than a second
     points = sample_points(2)
     assert np.diff(points[:, 2]).max() < 1.0
 

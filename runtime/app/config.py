@@ -96,7 +96,10 @@ def add_recognizer_arguments(parser: argparse.ArgumentParser, endpoints: bool = 
                             help=f"{'/'.join(option.decoders)}: {option.help}")
     if endpoints:
         parser.add_argument("--pause", type=float, default=EndpointConfig.pause_s, metavar="S",
-                            help=f"a pen-up pause of S seconds ends the line (default {EndpointConfig.pause_s})")
+                            help=f"after a pen-up pause of S seconds the next stroke must continue the line (to "
+                                 f"its right, on its baseline) or it starts a new one (default {EndpointConfig.pause_s})")
+        parser.add_argument("--long-pause", type=float, default=EndpointConfig.long_pause_s, metavar="S",
+                            help=f"a pen-up pause of S seconds ends the line (default {EndpointConfig.long_pause_s:g})")
         parser.add_argument("--no-line-break", action="store_true",
                             help="do not end a line when the writer starts a new one")
     if threads:
@@ -112,7 +115,10 @@ def config_from_args(args, endpoint: Optional[EndpointConfig] = None) -> AppConf
         if hasattr(args, "pause"):
             if not args.pause > 0:
                 raise ValueError(f"--pause must be > 0, got {args.pause}")
-            endpoint = EndpointConfig(pause_s=args.pause, line_break=not args.no_line_break)
+            if not args.long_pause > 0:
+                raise ValueError(f"--long-pause must be > 0, got {args.long_pause}")
+            endpoint = EndpointConfig(pause_s=args.pause, long_pause_s=args.long_pause,
+                                      line_break=not args.no_line_break)
         else:
             endpoint = EndpointConfig()
     return AppConfig(model=args.model, decoder=decoder, endpoint=endpoint, threads=getattr(args, "threads", 1))

@@ -10,7 +10,7 @@ import sys
 
 from runtime.app.config import add_recognizer_arguments, config_from_args
 from runtime.app.errors import USER_ERRORS, fail
-from runtime.evaluate import evaluate
+from runtime.evaluate import evaluate, evaluate_paragraphs
 from runtime.recognizer import OFFLINE, EndpointConfig
 
 __all__ = ["configure", "run"]
@@ -28,7 +28,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="only these writers, comma-separated (e.g. held-out writers of a corpus)")
     parser.add_argument("--limit", type=int, default=None, help="at most N samples per DATA")
     parser.add_argument("--burst", type=int, default=2, help="pen samples per accept/decode call (0 = whole sample)")
-    parser.add_argument("--endpoints", action="store_true", help="apply the endpoint rule (cut lines, join by space)")
+    parser.add_argument("--endpoints", action="store_true", help="apply the endpoint rules (cut lines, join by space)")
+    parser.add_argument("--paragraphs", action="store_true",
+                        help="instead: write each form's lines one after the other (IAM-OnDB npz) and report how "
+                             "the endpoint rules cut them into lines")
+    parser.add_argument("--line-gap", type=float, default=2.0, metavar="S",
+                        help="with --paragraphs: seconds between one line's end and the next one's start (default 2)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print reference and hypothesis per sample")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
 
@@ -37,6 +42,8 @@ def run(args) -> int:
     def show(sample_id, ref, hyp):
         print(f"{sample_id}\n  ref: {ref}\n  hyp: {hyp}")
 
+    if args.paragraphs:
+        return _run_paragraphs(args)
     try:
         config = config_from_args(args, endpoint=EndpointConfig() if args.endpoints else OFFLINE)
         rec = config.build_recognizer()
@@ -60,4 +67,21 @@ def run(args) -> int:
         print(f"throughput {res['samples_per_s']:.0f} pen samples/s  real-time factor {rtf}")
     if args.json:
         print(json.dumps(res))
+    return 0
+
+
+def _run_paragraphs(args) -> int:
+    try:
+        config = config_from_args(args, endpoint=EndpointConfig())
+        rec = config.build_recognizer()
+        results = [evaluate_paragraphs(rec, path, line_gap_s=args.line_gap, burst=args.burst, limit=args.limit)
+                   for path in args.data]
+    except USER_ERRORS as exc:
+        return fail(PROG, exc)
+    for path, res in zip(args.data, results):
+        print(f"{path}: {res['forms']} forms, {res['lines']} lines written {args.line_gap:g} s apart; cut exactly "
+              f"{res['lines_exact']} ({100 * (res['lines_exact_share'] or 0):.1f} %); boundaries found "
+              f"{res['boundaries_found']} of {res['boundaries']}, extra cuts {res['extra_cuts']}; CER {res['cer']:.4f}")
+    if args.json:
+        print(json.dumps(results))
     return 0

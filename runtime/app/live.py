@@ -163,9 +163,9 @@ class LiveRecognition:
             self._feed(np.asarray(rows, dtype=np.float64))
 
     def _feed(self, rows: np.ndarray) -> None:
-        # A burst may hold a whole pause (a file replayed at once, a host that fell behind): cut it
-        # at every stroke start that follows a pause, so lines end as they would live.
-        pause = self.stream.endpoint.pause_s  # the stream's own rules
+        # A burst may hold a whole long pause (a file replayed at once, a host that fell behind): cut
+        # it at every stroke start that follows one, so lines end as they would live.
+        pause = self.stream.endpoint.long_pause_s  # the stream's own rules
         cuts = [i for i in range(1, len(rows)) if rows[i - 1, 3] > 0.5 and rows[i, 2] - rows[i - 1, 2] >= pause]
         for chunk in np.split(rows, cuts):
             stream = self.stream

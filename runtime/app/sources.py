@@ -66,8 +66,8 @@ class LiveSource:
 
 
 def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S, notes: Optional[list] = None) -> tuple:
-    """The ``file:`` loader: every ink of ``path`` one after the other, ``gap_s`` seconds apart;
-    returns ``(points, units_per_mm)``. Time going backwards inside an ink is repaired as the
+    """The ``file:`` loader: every ink of ``path`` one after the other, ``gap_s`` seconds apart, each
+    on a line of its own below the one before; returns ``(points, units_per_mm)``. Time going backwards inside an ink is repaired as the
     feature pipeline does (a running maximum), so a replay does not take each step back for a
     restarted clock; the count goes to ``notes`` (a message for the user) when there is any."""
     import numpy as np
@@ -75,7 +75,7 @@ def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S, notes: Optional[li
     from runtime.formats.ink_io import read_ink_file
 
     inks = read_ink_file(path)
-    parts, t0, repaired = [], 0.0, 0
+    parts, t0, repaired, bottom, height = [], 0.0, 0, None, 0.0
     for ink in inks:
         p = ink.to_points()
         if not len(p):
@@ -84,6 +84,13 @@ def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S, notes: Optional[li
         repaired += int(np.count_nonzero(monotone != p[:, 2]))
         p[:, 2] = monotone
         p[:, 2] += t0 - p[0, 2]
+        # laid out as a page: each ink at the left margin, well below the one before, so the
+        # endpoint rules see a new line (a pause alone would not end one)
+        h = float(np.ptp(p[:, 1]))
+        p[:, 0] -= p[:, 0].min()
+        top = 0.0 if bottom is None else bottom + 2.0 * max(height, h, 1.0)
+        p[:, 1] += top - p[:, 1].min()
+        bottom, height = top + h, h
         parts.append(p)
         t0 = float(p[:, 2].max()) + gap_s
     if not parts:
