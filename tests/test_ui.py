@@ -310,6 +310,7 @@ def test_two_viewers_get_the_same_final_line_as_offline_recognition(recognizer):
             message = pen_message(points)
             for k in range(0, len(message), 100):
                 await writer.send(json.dumps({"type": "pen", "samples": message[k:k + 100]}))
+            await writer.send(json.dumps({"type": "end_line"}))  # the page's "End line" button
             finals = [(await receive_until(ws, lambda m: m["type"] == "final", timeout=30))[0]
                       for ws in (writer, viewer)]
             assert finals[0]["text"] == finals[1]["text"]
@@ -528,3 +529,42 @@ def test_what_a_joining_viewer_is_sent_stays_bounded(recognizer):
         assert snapshot["history"][0]["line"] == 3
     finally:
         session.close()
+
+
+def test_saved_lines_are_inkml_with_their_text_and_a_new_session_starts_from_them(recognizer, tmp_path):
+    from runtime.app.ui.session import RecognitionSession, SessionConfig
+    from runtime.formats.inkml import read_inkml
+
+    def write_two_lines(session, source):
+        for k in range(2):
+            points = sample_points(k)
+            points[:, 2] += 100.0 * k
+            source.push([PenSample(x, y, t, tip=bool(tip)) for x, y, t, tip in pen_message(points)])
+            assert session.request_finish_line().wait(20)
+
+    config = SessionConfig(save_dir=str(tmp_path / "notes"))
+    source = BrowserPenSource()
+    session = RecognitionSession(source, recognizer, lambda message: None, config, "browser").start()
+    try:
+        write_two_lines(session, source)
+        written = session.snapshot()["history"]
+    finally:
+        session.close()
+    files = sorted((tmp_path / "notes").glob("line-*.inkml"))
+    assert [f.name for f in files] == ["line-000000.inkml", "line-000001.inkml"]
+    for path, line in zip(files, written):
+        ink = read_inkml(path)[0]
+        assert ink.text == line["text"] and len(ink.to_points()) == len(line["rows"])
+    # a restart: the page's history comes back from the folder, and new lines are numbered after it
+    source = BrowserPenSource()
+    session = RecognitionSession(source, recognizer, lambda message: None, config, "browser").start()
+    try:
+        restored = session.snapshot()["history"]
+        assert [(l["line"], l["text"]) for l in restored] == [(l["line"], l["text"]) for l in written]
+        got, want = np.array(restored[1]["rows"]), np.array(written[1]["rows"])
+        np.testing.assert_allclose(got[:, [0, 1, 3]], want[:, [0, 1, 3]])  # InkML starts t at 0
+        np.testing.assert_allclose(got[:, 2] - got[0, 2], want[:, 2] - want[0, 2], atol=1e-3)
+        write_two_lines(session, source)
+    finally:
+        session.close()
+    assert len(list((tmp_path / "notes").glob("line-*.inkml"))) == 4

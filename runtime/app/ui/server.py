@@ -13,7 +13,8 @@ gets an ``error`` reply and nothing else changes. If recognition fails (the sess
 died), ``pen`` and ``clear`` get an ``error`` naming the failure and ``hello`` carries it.
 
 Messages from the page: ``{"type": "pen", "samples": [[x, y, t, tip, pressure?], ...]}`` (only
-when the source is ``browser``), ``{"type": "clear"}``, ``{"type": "ping", "t": ms}``.
+when the source is ``browser``), ``{"type": "end_line"}`` (the writer ends the line: the "End
+line" button or Enter), ``{"type": "clear"}``, ``{"type": "ping", "t": ms}``.
 """
 from __future__ import annotations
 
@@ -259,7 +260,7 @@ class LiveServer:
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise MessageError("expected a JSON object with a string 'type'")
         kind = data["type"]
-        if kind in ("clear", "pen") and self.session.failure is not None:
+        if kind in ("clear", "pen", "end_line") and self.session.failure is not None:
             raise MessageError(self._failure_text())
         if kind == "ping":
             t = data.get("t")
@@ -269,13 +270,16 @@ class LiveServer:
         if kind == "clear":
             self.session.request_clear()
             return None
+        if kind == "end_line":  # the writer says the line is over (a button, a key)
+            self.session.request_finish_line()
+            return None
         if kind == "pen":
             if not self.live.accepts_pen_input:
                 raise MessageError(f"pen input is only accepted with --source browser (this source: {self.live.name})")
             if not self.live.source.push(self._pen_samples(data.get("samples"))):
                 raise MessageError(self._failure_text() or "recognition is behind: pen samples dropped")
             return None
-        raise MessageError(f"unknown message type {kind!r} (pen, clear, ping)")
+        raise MessageError(f"unknown message type {kind!r} (pen, end_line, clear, ping)")
 
     def _pen_samples(self, rows) -> list:
         if not isinstance(rows, list) or not rows:
@@ -352,6 +356,8 @@ def add_server_arguments(parser) -> None:
     parser.add_argument("--host", default=defaults.host,
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=defaults.port, help=f"port (default {defaults.port}; 0: any free)")
+    parser.add_argument("--save", default=None, metavar="DIR",
+                        help="keep every finished line in DIR as InkML with its text; a restart shows them again")
 
 
 def configure(parser) -> None:
@@ -405,7 +411,8 @@ def open_server(args, spec: str, loop: bool = False, prog: str = "inkstream serv
         live = open_pen_source(spec, speed=args.speed, loop=loop)
         for note in live.notes:
             print(f"{prog}: {note}", file=sys.stderr, flush=True)
-        return LiveServer(live, recognizer, config)
+        session_config = SessionConfig(clock_speed=live.clock_speed, save_dir=args.save)
+        return LiveServer(live, recognizer, config, session_config)
     except USER_ERRORS as exc:
         if live is not None:
             live.close()

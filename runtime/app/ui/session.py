@@ -22,10 +22,13 @@ includes, so a viewer that joins late starts from it and skips messages with a s
 from __future__ import annotations
 
 import math
+import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -50,13 +53,17 @@ class SessionConfig:
     ``history_lines``: final lines kept for late viewers, and ``history_rows`` the most pen samples
     they hold together (the oldest lines go first), so what a joining viewer is sent stays bounded
     (the current line is bounded by the endpoint rule's ``max_line_samples``).
-    ``stats_period_s``: stats cadence.
+    ``stats_period_s``: stats cadence. ``save_dir``: every final line is written there as an InkML
+    file with its recognised text (``line-NNNNNN.inkml``, atomically), and a session started on the
+    folder begins with the lines found there, so a restart keeps what was written (``clear`` clears
+    the page, not the folder).
     """
 
     memory_cells: int = 16
     clock_speed: float = 1.0
     history_lines: int = 50
     history_rows: int = 100_000
+    save_dir: Optional[str] = None  # keep every final line there as InkML; a new session starts from them
     stats_period_s: float = 0.5
     poll_s: float = 0.05
 
@@ -160,6 +167,9 @@ class RecognitionSession:
         self.failure: Optional[BaseException] = None
         hidden = recognizer.model.info.hidden_size
         self.memory_cells = min(config.memory_cells, hidden)
+        self.save_errors = 0
+        if config.save_dir is not None:
+            self._restore_saved_lines(Path(config.save_dir))
 
     @property
     def samples_received(self) -> int:
@@ -299,6 +309,9 @@ class RecognitionSession:
         line = {"line": self._line_id, "text": result.text, "chars": chars_to_json(result),
                 "rows": self._line_rows[:count]}
 
+        if self.config.save_dir is not None and line["rows"]:
+            self._save_line(line)
+
         def mutate():
             self.history.append(line)
             del self.history[:-self.config.history_lines]
@@ -312,6 +325,45 @@ class RecognitionSession:
 
         self._publish({"type": "final", "line": line["line"], "text": result.text, "chars": line["chars"],
                        "num_samples": count}, mutate)
+
+    # ---- lines kept on disk (SessionConfig.save_dir) --------------------------------------------
+    def _restore_saved_lines(self, folder: Path) -> None:
+        """Start from the lines saved in ``folder`` (created when missing); a file that cannot be
+        read is skipped with one line on stderr."""
+        from runtime.formats.inkml import read_inkml
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(folder.glob("line-*.inkml")):
+            try:
+                number = int(path.stem.split("-", 1)[1])
+                ink = read_inkml(path)[0]
+            except (OSError, ValueError, IndexError) as exc:
+                print(f"inkstream: skipped saved line {path}: {exc}", file=sys.stderr, flush=True)
+                continue
+            self.history.append({"line": number, "text": ink.text or "", "chars": [],
+                                 "rows": ink.to_points().tolist()})
+            self._line_id = max(self._line_id, number + 1)
+        del self.history[:-self.config.history_lines]
+        rows = sum(len(kept["rows"]) for kept in self.history)
+        while rows > self.config.history_rows and len(self.history) > 1:
+            rows -= len(self.history.pop(0)["rows"])
+
+    def _save_line(self, line: dict) -> None:
+        """Write ``line`` as ``line-NNNNNN.inkml`` (via a temporary file and a rename, so a crash
+        never leaves half a file); a failure (disk full) is counted and said once per line."""
+        from runtime.formats.inkml import write_inkml
+        from runtime.ink import Ink
+
+        folder = Path(self.config.save_dir)
+        path = folder / f"line-{line['line']:06d}.inkml"
+        tmp = folder / f".{path.name}.tmp"
+        try:
+            write_inkml(tmp, Ink.from_points(np.asarray(line["rows"], dtype=np.float64), text=line["text"],
+                                             id=path.stem, writer=self.source_name))
+            os.replace(tmp, path)
+        except (OSError, ValueError) as exc:
+            self.save_errors += 1
+            print(f"inkstream: could not save line {line['line']} to {path}: {exc}", file=sys.stderr, flush=True)
 
     def _clear(self) -> None:
         self.live.clear()

@@ -449,6 +449,10 @@ function setupPen() {
 // ---- start --------------------------------------------------------------------------------------
 function start() {
   $("clear-button").addEventListener("click", () => send({ type: "clear" }));
+  $("end-line-button").addEventListener("click", () => send({ type: "end_line" }));
+  window.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.repeat && e.target === document.body) send({ type: "end_line" });
+  });
   $("graves-toggle").addEventListener("change", (e) => {
     $("graves").hidden = !e.target.checked;
     renderGraves();
