@@ -424,7 +424,12 @@ def test_browser_writing_is_recognised_like_offline_and_broadcast(browser, recog
         wait_for(browser, "inkstreamApp.connected")
         browser.switch_to.window(writer_tab)
 
-        browser.execute_script(DRAW_JS, canvas_points(sample_points(2)))
+        points = canvas_points(sample_points(2))
+        browser.execute_script(DRAW_JS, points)
+        deadline = time.monotonic() + 30
+        while server.session.rows_received < len(points) and time.monotonic() < deadline:
+            time.sleep(0.05)  # every sample reached the server
+        browser.find_element(By.ID, "end-line-button").click()  # a pause alone does not end a line
         wait_for(browser, "inkstreamApp.history.length === 1")
         page = browser.execute_script("const h = inkstreamApp.history[0]; return {text: h.text, rows: h.rows,"
                                       " shown: document.querySelector('#final-lines li .text-line').dataset.text}")
