@@ -8,7 +8,10 @@ command unless ``autostart``, scales ink into the device's coordinate range, sen
 report after each stroke, and can corrupt outgoing bytes (flip, drop or insert) with
 probability ``noise`` per byte. :meth:`EmulatedTablet.reboot` restarts the device while the pty
 stays open (as over a UART bridge): new session, seq and clock from 0, a boot HELLO, and no
-streaming until the next start command (unless ``autostart``).
+streaming until the next start command (unless ``autostart``); it can also lose that HELLO on the
+wire or send a stale copy of the old session's last sample after it (faults a host must survive).
+:meth:`EmulatedTablet.freeze` hangs the device with the port open (nothing sent, nothing read,
+no heartbeats) until :meth:`EmulatedTablet.thaw`.
 
 Timing: the device clock runs ``speed`` times faster than the wall clock; the ink's own times
 (or times resampled at ``rate_hz``) are device times. inkstream SAMPLE timestamps are therefore
@@ -130,6 +133,10 @@ class EmulatedTablet:
         self._streaming = config.autostart
         self._session = self._rng.randrange(1, 1 << 16)  # a new one per emulator, as per boot
         self._reboot_requested = threading.Event()
+        self._reboot_faults = (False, False)  # (lose the boot HELLO, replay the last old sample)
+        self._frozen = threading.Event()
+        self._last_sample_wire = b""
+        self.last_sample_sent: Optional[PenEvent] = None  # the report _last_sample_wire carries
 
     # -- the replay schedule ---------------------------------------------------------------
     def _schedule(self, inks: Sequence[tuple]) -> tuple[list[PenEvent], float]:
@@ -218,11 +225,24 @@ class EmulatedTablet:
         flags = (device_protocol.FLAG_TIP if event.tip else 0) | (device_protocol.FLAG_PROXIMITY if event.proximity else 0)
         return self._encoder.sample(int(round(device_t * 1e6)), event.x, event.y, pressure, flags)
 
-    def reboot(self) -> None:
-        """Restart the emulated device (thread-safe; done by the device loop): see the module doc."""
+    def reboot(self, hello_lost: bool = False, replay_last: bool = False) -> None:
+        """Restart the emulated device (thread-safe; done by the device loop): see the module doc.
+        ``hello_lost``: the boot HELLO never reaches the host (a UART reader that joined late).
+        ``replay_last``: after the boot HELLO the old session's last SAMPLE frame arrives again,
+        byte for byte (a late or duplicated frame)."""
+        self._reboot_faults = (hello_lost, replay_last)
         self._reboot_requested.set()
 
+    def freeze(self) -> None:
+        """Hang the device (thread-safe): the port stays open, nothing is sent or read."""
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        """End :meth:`freeze`: the device goes on where it was (its clock kept running)."""
+        self._frozen.clear()
+
     def _do_reboot(self) -> None:
+        hello_lost, replay_last = self._reboot_faults
         old = self._session
         while self._session == old:
             self._session = self._rng.randrange(1, 1 << 16)
@@ -231,7 +251,11 @@ class EmulatedTablet:
         self._streaming = self.config.autostart
         self.stats.reboots += 1
         if self.config.protocol == "inkstream":
-            self._write(self._hello())  # the boot HELLO
+            hello = self._hello()  # the boot HELLO (seq 0) is made even when it is lost
+            if not hello_lost:
+                self._write(hello)
+            if replay_last and self._last_sample_wire:
+                self._write(self._last_sample_wire)
 
     def run(self) -> None:
         if self._master is None:
@@ -242,6 +266,10 @@ class EmulatedTablet:
         offset: Optional[float] = None   # device time of schedule time 0 in the current pass
         next_heartbeat = time.monotonic() + self.config.heartbeat_period
         while not self._stop.is_set():
+            if self._frozen.is_set():
+                self._stop.wait(0.01)
+                next_heartbeat = time.monotonic() + self.config.heartbeat_period
+                continue
             if self._reboot_requested.is_set():
                 self._reboot_requested.clear()
                 self._do_reboot()
@@ -256,7 +284,9 @@ class EmulatedTablet:
                 count = 0
                 while index < len(self._events) and self._events[index].t + offset <= now_dev:
                     event = self._events[index]
-                    burst += self._report(event, event.t + offset)
+                    report = self._report(event, event.t + offset)
+                    burst += report
+                    self._last_sample_wire, self.last_sample_sent = report, event
                     count += 1
                     index += 1
                 if burst:

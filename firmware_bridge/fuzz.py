@@ -5,6 +5,10 @@
 For a fixed time it throws inputs at the inkstream and ISDV4 decoders (random bytes, a valid
 stream truncated, bit-flipped, with bytes dropped/inserted, frames duplicated or reordered, fed
 in random chunk sizes) and checks the guarantees stated in ``inkstream.py`` and ``isdv4.py``.
+The inkstream ``restart`` kind plays host and device together: a session, then a device restart
+whose boot HELLO may be lost and may be followed by a late copy of an old frame, with the host
+sending DESCRIBE whenever the decoder asks (answered after 0-3 frames); no sample may come twice,
+time may not go back, and the new session must be delivered after a bounded number of frames.
 Prints the number of inputs tried per kind and the outcomes; exits 1 if any check failed.
 """
 from __future__ import annotations
@@ -19,6 +23,8 @@ from . import inkstream, isdv4
 from .firmware import inkstream_protocol as device
 
 KINDS = ("random", "truncate", "flip", "drop_insert", "dup_reorder")
+INKSTREAM_KINDS = KINDS + ("restart",)
+ANSWER_DELAY = 3  # the device answers DESCRIBE after 0..ANSWER_DELAY more frames
 
 
 def _inkstream_stream(rng):
@@ -87,7 +93,69 @@ def _subsequence(got, sent):
     return all(any(g == s for s in it) for g in got)
 
 
+def check_inkstream_restart(rng):
+    decoder = inkstream.InkstreamDecoder()
+    delivered = []
+
+    def feed(wire):
+        for f in _feed_chunked(decoder.feed_frames, wire, rng):
+            if isinstance(f, inkstream.SampleFrame):
+                delivered.append(decoder.to_pen_sample(f))
+
+    def hello(enc, session):
+        return enc.hello(4095, 4095, 255, 40.0, 200, "fuzz", session)
+
+    tip = device.FLAG_TIP | device.FLAG_PROXIMITY
+    old, t = device.FrameEncoder(seq=rng.randrange(256)), rng.randrange(2**32)
+    session = rng.randrange(65536)
+    feed(hello(old, session))
+    old_wires = []
+    for k in range(rng.randrange(1, 40)):  # x = k identifies an old sample, 1000 + k a new one
+        t = (t + rng.randrange(1, 20000)) & 0xFFFFFFFF
+        old_wires.append(old.sample(t, k, 0, 100, tip) if rng.random() < 0.9 else old.heartbeat(t, True))
+    feed(b"".join(old_wires))
+    decoder.describe_wanted = False  # nothing went wrong so far (the host would have asked anyway)
+    new_session = (session + rng.randrange(1, 65536)) & 0xFFFF
+    new = device.FrameEncoder()
+    boot = hello(new, new_session)
+    hello_lost = rng.random() < 0.5
+    if not hello_lost:
+        feed(boot)
+    if rng.random() < 0.5:
+        feed(rng.choice(old_wires[-8:]))  # a late copy of an old frame
+    t, n_new = rng.randrange(2_000_000), rng.randrange(5, 60)
+    answer_in, first_hello = None, None if hello_lost else 0
+    for k in range(n_new):
+        if decoder.describe_wanted and answer_in is None:
+            decoder.describe_sent()
+            answer_in = rng.randrange(ANSWER_DELAY + 1)
+        if answer_in == 0:
+            answer_in = None
+            feed(hello(new, new_session))
+            first_hello = k if first_hello is None else first_hello
+        elif answer_in is not None:
+            answer_in -= 1
+        t += rng.randrange(1, 20000)
+        feed(new.sample(t, 1000 + k, 0, 100, tip))
+    xs = [int(s.x) for s in delivered]
+    if len(set(xs)) != len(xs):
+        return "FAIL: a sample delivered twice"
+    if any(b.t < a.t for a, b in zip(delivered, delivered[1:])):
+        return "FAIL: time went back"
+    new_xs = [x for x in xs if x >= 1000]
+    if new_xs != sorted(new_xs) or xs[:len(xs) - len(new_xs)] != sorted(xs[:len(xs) - len(new_xs)]):
+        return "FAIL: samples out of order"
+    # Recovered within a bounded time: after the new session's first HELLO reached the host, at
+    # most one more DESCRIBE round trip (an old frame taken for a new one) may be lost.
+    bound = (n_new if first_hello is None else first_hello) + 2 * (ANSWER_DELAY + 2)
+    if n_new - len(new_xs) > bound or (first_hello is not None and 1000 + n_new - 1 not in new_xs):
+        return "FAIL: the new session was not recovered"
+    return "ok" if len(new_xs) == n_new else "ok (frames dropped)"
+
+
 def check_inkstream(kind, rng):
+    if kind == "restart":
+        return check_inkstream_restart(rng)
     wires, frames = _inkstream_stream(rng)
     data, _ = _damage(kind, rng, wires)
     decoder = inkstream.InkstreamDecoder()
@@ -132,8 +200,8 @@ def main(argv=None) -> int:
     tried = collections.Counter()
     deadline = time.monotonic() + args.seconds
     while time.monotonic() < deadline:
-        for name, check in (("inkstream", check_inkstream), ("isdv4", check_isdv4)):
-            kind = rng.choice(KINDS)
+        for name, check, kinds in (("inkstream", check_inkstream, INKSTREAM_KINDS), ("isdv4", check_isdv4, KINDS)):
+            kind = rng.choice(kinds)
             tried[name, kind] += 1
             outcomes[name, check(kind, rng)] += 1
     print(f"seed {seed}, {sum(tried.values())} inputs in {args.seconds:g} s")

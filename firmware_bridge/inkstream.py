@@ -7,6 +7,7 @@ with a wrong CRC, length or sequence into a sample. :func:`encode_command` makes
 """
 from __future__ import annotations
 
+import collections
 import math
 import struct
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ START, STOP, DESCRIBE = 0x10, 0x11, 0x12
 FLAG_TIP, FLAG_PROXIMITY, FLAG_BUTTON1, FLAG_BUTTON2 = 0x01, 0x02, 0x04, 0x08
 MAX_PAYLOAD = 64
 STALE_RESYNC = 4  # this many "old" sequence numbers in a row means a long loss, not replays
+# The last frames of a session remembered so that, during the first frames after a restart, a late
+# copy of one is still known as old.
+REMEMBERED_FRAMES = 64
 # Longest COBS encoding of a MAX_PAYLOAD payload; anything longer is "oversize".
 MAX_ENCODED = MAX_PAYLOAD + 1 + MAX_PAYLOAD // 254
 _HELLO_FIXED = struct.Struct("<BHHHHHH")
@@ -54,8 +58,9 @@ class SampleFrame:
     y: int
     pressure: int
     flags: int
-    # How many device restarts (new-session HELLOs) the decoder had seen when it accepted this
-    # frame; ``to_pen_sample`` rebases the clock when it changes. Not part of the frame's identity.
+    # How many clock breaks (device restarts, or re-anchors after asking the device) the decoder
+    # had seen when it accepted this frame; ``to_pen_sample`` rebases the clock when it changes.
+    # Not part of the frame's identity.
     epoch: int = field(default=0, compare=False)
 
 
@@ -90,6 +95,14 @@ class InkstreamDecoder:
     counts it, and :meth:`to_pen_sample` rebases the time origin so ``t`` stays monotone and
     continuous (the new session's first sample comes one nominal sample period after the last
     one). ``info`` holds the last HELLO as :class:`DeviceInfo`.
+
+    Recovery when the decoder's expectations are wrong (PROTOCOL.md, "Device restarts"): after a
+    restart, a copy of one of the old session's last frames is ``stale``. Any ``stale`` frame sets
+    ``describe_wanted``: the host should send DESCRIBE and call :meth:`describe_sent`. The HELLO
+    that answers it gives the device's live sequence number: a new ``session`` is a restart whose
+    boot HELLO was lost; the same session re-anchors the sequence at that HELLO, and the next
+    frame's clock is taken even if it went back (``t`` is then rebased, never going back). So a
+    lost HELLO, or an old frame taken for a new one, costs one DESCRIBE round trip.
     """
 
     def __init__(self) -> None:
@@ -110,6 +123,12 @@ class InkstreamDecoder:
         self._t_base_s = 0.0  # t of the current session's first sample
         self._last_pen_t: Optional[float] = None  # t of the last PenSample made
         self._clock_epoch = 0  # the epoch the clock state above belongs to
+        self._epoch = 0  # clock breaks so far: restarts and re-anchors (stamped on SampleFrames)
+        self.describe_wanted = False  # a stale frame came: ask the device (see the class doc)
+        self._answer_pending = False  # a DESCRIBE was sent; its HELLO re-anchors the sequence
+        self._clock_unanchored = False  # take the next frame's clock even if it went back
+        self._recent: "collections.deque" = collections.deque(maxlen=REMEMBERED_FRAMES)
+        self._previous_session: frozenset = frozenset()  # _recent of the session before a restart
 
     def reset(self) -> None:
         """Forget partial frames and sequence/clock state (call after reconnecting); keeps counters."""
@@ -123,7 +142,17 @@ class InkstreamDecoder:
         self._t_origin_us = None
         self._t_base_s = 0.0
         self._last_pen_t = None
-        self._clock_epoch = self.restarts
+        self._clock_epoch = self._epoch
+        self.describe_wanted = False
+        self._answer_pending = False
+        self._clock_unanchored = False
+        self._recent.clear()
+        self._previous_session = frozenset()
+
+    def describe_sent(self) -> None:
+        """The host sent DESCRIBE: the HELLO that answers it re-anchors the sequence (class doc)."""
+        self.describe_wanted = False
+        self._answer_pending = True
 
     def feed_frames(self, data: bytes) -> list[Frame]:
         oversize_before = self._framer.oversize
@@ -134,8 +163,8 @@ class InkstreamDecoder:
                 if isinstance(frame, HelloFrame) and self._new_session:
                     self.restarts += 1
                     frame = HelloFrame(**{**frame.__dict__, "restart": True})
-                elif isinstance(frame, SampleFrame) and self.restarts:
-                    frame = SampleFrame(**{**frame.__dict__, "epoch": self.restarts})
+                elif isinstance(frame, SampleFrame) and self._epoch:
+                    frame = SampleFrame(**{**frame.__dict__, "epoch": self._epoch})
                 frames.append(frame)
                 self.frames_ok += 1
                 if isinstance(frame, HelloFrame):
@@ -218,18 +247,54 @@ class InkstreamDecoder:
         return None
 
     def _sequence_ok(self, frame: Frame) -> bool:
+        ok = self._judge_sequence(frame)
+        if not ok:
+            self.describe_wanted = True
+        elif not isinstance(frame, HelloFrame):
+            self._recent.append((type(frame), frame.seq, frame.t_us))
+            if self._previous_session and len(self._recent) == REMEMBERED_FRAMES:
+                self._previous_session = frozenset()  # late copies come soon after a restart, or never
+        return ok
+
+    def _judge_sequence(self, frame: Frame) -> bool:
         self._new_session = False
         if isinstance(frame, HelloFrame) and self._session is None:
             self._session = frame.session  # first HELLO: learn the session, judge it as any frame
+            self._answer_pending = False
         elif isinstance(frame, HelloFrame) and frame.session != self._session:
             self._session = frame.session  # the device restarted: sequence and clock start over
             self._last_seen_t_us = None
             self._expected_seq = None
             self._new_session = True
+            self._answer_pending = self._clock_unanchored = False
+            self._epoch += 1
+            self._previous_session = frozenset(self._recent)
+            self._recent.clear()
+        elif isinstance(frame, HelloFrame) and self._answer_pending:
+            # The device's answer to DESCRIBE carries its live seq: what follows it is live, even
+            # when what we took before (an old frame after a restart) said otherwise.
+            self._answer_pending = False
+            self._clock_unanchored = True
+            self._expected_seq = None
+            self._previous_session = frozenset()  # the device said where it is: no more doubt
+            self.errors.extra["reanchored"] = self.errors.extra.get("reanchored", 0) + 1
+        elif not isinstance(frame, HelloFrame) and (type(frame), frame.seq, frame.t_us) in self._previous_session:
+            # A copy of one of the last frames before the restart (a rebooted device's clock does
+            # not repeat the old one's to the microsecond; if it did, DESCRIBE sorts it out).
+            self.errors.stale += 1
+            return False
         if self._expected_seq is None:
             self._accept_sequence(frame)
             return True
         ahead = (frame.seq - self._expected_seq) & 0xFF
+        if self._clock_unanchored and not isinstance(frame, HelloFrame) and ahead < 128:
+            self._clock_unanchored = False
+            if not self._clock_moved_on(frame):
+                self._epoch += 1  # the clock we held was not the live one: rebase host time
+            self._stale_run = 0
+            self.errors.lost += ahead
+            self._accept_sequence(frame)
+            return True
         if ahead < 128 and self._clock_moved_on(frame):
             self._stale_run = 0
             self.errors.lost += ahead

@@ -5,6 +5,8 @@ Shaped after pyserial's ``serial.threaded``: a :class:`PortProtocol` receives
 (like ``ReaderThread``) but, unlike it, reopens the port with exponential backoff after a USB
 unplug instead of ending. State changes go to ``reader.events`` (a queue of
 :class:`ReaderEvent`) and to an optional callback. The last event is always ``stopped``.
+An ``open_port`` that raises :class:`PortUnusable` (the path can never be a serial port) ends the
+reader at once, with that message, instead of retrying forever.
 """
 from __future__ import annotations
 
@@ -17,13 +19,23 @@ from typing import Callable, Optional
 import serial
 
 __all__ = ["PortProtocol", "ReaderEvent", "ReconnectPolicy", "ReconnectingReader",
-           "CONNECTING", "CONNECTED", "OPEN_FAILED", "DISCONNECTED", "STOPPED", "DEVICE_RESTARTED"]
+           "CONNECTING", "CONNECTED", "OPEN_FAILED", "DISCONNECTED", "STOPPED", "DEVICE_RESTARTED",
+           "STALLED", "RESUMED", "PortUnusable"]
 
 CONNECTING, CONNECTED, OPEN_FAILED, DISCONNECTED, STOPPED = (
     "connecting", "connected", "open_failed", "disconnected", "stopped")
 # Sent by a protocol (not the reader) when the device restarted while the port stayed open
 # (inkstream: a HELLO with a new session). Consumers should end the current line/stroke.
 DEVICE_RESTARTED = "device_restarted"
+# Sent by a protocol whose device promises a heartbeat (inkstream) when no frame came for its stall
+# timeout while the port stayed open (the device froze, lost power behind a UART bridge, or runs at
+# another baud rate), and when frames come again.
+STALLED, RESUMED = "stalled", "resumed"
+
+
+class PortUnusable(Exception):
+    """Raised by ``open_port`` when the path can never be a serial port (a directory, a regular
+    file, a character device that is not a terminal): retrying is pointless."""
 
 
 class PortProtocol:
@@ -38,6 +50,10 @@ class PortProtocol:
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         """``exc`` is None after a requested stop, else what broke the connection."""
+
+    def tick(self, now: float) -> None:
+        """Called after every read while connected (so at least once per read timeout, whether
+        bytes came or not), with ``time.monotonic()``: for timers such as a heartbeat watch."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,9 @@ class ReconnectingReader(threading.Thread):
     to a reconnect; any other exception (from the protocol's callbacks, including
     ``connection_lost``, or from ``on_event``) is a bug: it is stored in ``failure``, reported
     with a ``stopped`` event carrying the message, and the thread ends (never silently). The
-    ``stopped`` event is always the last one, however the thread ends.
+    ``stopped`` event is always the last one, however the thread ends. When the reader gave up
+    (``open_port`` raised :class:`PortUnusable`, or ``policy.max_attempts`` failed opens),
+    ``gave_up`` says why and the ``stopped`` event carries it.
     """
 
     def __init__(self, open_port: Callable[[], serial.SerialBase], protocol: PortProtocol,
@@ -91,6 +109,7 @@ class ReconnectingReader(threading.Thread):
         self._write_lock = threading.Lock()
         self.connected = threading.Event()
         self.failure: Optional[BaseException] = None  # set when a protocol bug ended the thread
+        self.gave_up: Optional[str] = None  # why the reader stopped retrying, when it did
 
     def _emit(self, state: str, detail: str = "", attempt: int = 0) -> None:
         event = ReaderEvent(state, detail, attempt, time.monotonic())
@@ -121,7 +140,8 @@ class ReconnectingReader(threading.Thread):
             if self.failure is None:
                 self.failure = exc
         finally:
-            detail = f"protocol error: {self.failure!r}" if self.failure is not None else ""
+            detail = (f"protocol error: {self.failure!r}" if self.failure is not None
+                      else f"gave up: {self.gave_up}" if self.gave_up else "")
             event = ReaderEvent(STOPPED, detail, 0, time.monotonic())
             self.events.put(event)
             if self._on_event is not None:
@@ -137,10 +157,15 @@ class ReconnectingReader(threading.Thread):
             self._emit(CONNECTING, attempt=failures)
             try:
                 port = self._open_port()
+            except PortUnusable as exc:
+                self.gave_up = str(exc)
+                self._emit(OPEN_FAILED, f"{exc}; not retrying", failures + 1)
+                break
             except (serial.SerialException, OSError, ValueError) as exc:
                 failures += 1
                 self._emit(OPEN_FAILED, str(exc), failures)
                 if self.policy.max_attempts is not None and failures >= self.policy.max_attempts:
+                    self.gave_up = f"{failures} failed opens in a row, the last: {exc}"
                     break
                 self._stop_requested.wait(self.policy.delay(failures))
                 continue
@@ -156,6 +181,7 @@ class ReconnectingReader(threading.Thread):
                     data = port.read(port.in_waiting or 1)
                     if data:
                         self.protocol.data_received(data)
+                    self.protocol.tick(time.monotonic())
             except (serial.SerialException, OSError) as exc:
                 error = exc
             except Exception as exc:  # a bug, not a cable: report it and end

@@ -12,12 +12,24 @@ vanishes while the pen is down they deliver one synthetic "pen left" sample (tip
 proximity out) so open strokes end; after reconnecting they ask the device to describe itself
 and start again. An inkstream device that restarts without the port going away (a UART bridge
 stays open) announces a new session in its HELLO: the source then ends the open stroke the same
-way, puts a ``device_restarted`` event on ``events``, and sends DESCRIBE + START again.
+way, puts a ``device_restarted`` event on ``events``, and sends DESCRIBE + START again. When that
+HELLO was lost, the stale frames that follow make the source ask (DESCRIBE, at most every
+``RESYNC_INTERVAL``); the answer reveals the restart (see ``inkstream.InkstreamDecoder``).
+An inkstream device sends a heartbeat at least once a second: no frame for ``stall_timeout``
+seconds puts a ``stalled`` event on ``events`` (and ends the open stroke), frames again a
+``resumed`` one.
+
+A path that can never be a serial port (a directory, a regular file, a folder that does not exist
+outside ``/dev``) raises ValueError when the source is made; a character device that is not a
+terminal ends the reader with that message. A missing device in an existing folder, or anywhere
+under ``/dev`` (udev makes ``/dev/serial/by-id`` when the first adapter is plugged in), is retried.
 """
 from __future__ import annotations
 
 import math
+import os
 import queue
+import stat
 import threading
 import time
 from typing import Callable, Iterator, Optional, Union
@@ -26,19 +38,63 @@ import numpy as np
 import serial
 
 from . import inkstream, isdv4
-from .reader import DEVICE_RESTARTED, PortProtocol, ReconnectingReader, ReconnectPolicy, ReaderEvent
+from .reader import (DEVICE_RESTARTED, RESUMED, STALLED, PortProtocol, PortUnusable, ReconnectingReader,
+                     ReconnectPolicy, ReaderEvent)
 from .replay import estimate_rate_hz, resample_points, validate_points
 from .samples import DeviceInfo, ErrorCounters, PenSample
 
-__all__ = ["PenSource", "InkstreamSerialSource", "IsdV4SerialSource", "FileReplaySource", "open_source"]
+__all__ = ["PenSource", "InkstreamSerialSource", "IsdV4SerialSource", "FileReplaySource", "open_source",
+           "serial_path_problem"]
 
 READ_TIMEOUT = 0.05  # serial read timeout: how quickly the reader notices stop()
+STALL_TIMEOUT = 3.0  # seconds without a frame (heartbeats come at least every second): stalled
+RESYNC_INTERVAL = 0.5  # the least time between two DESCRIBEs sent to recover from stale frames
+
+
+def serial_path_problem(path: str, probe_tty: bool = False) -> Optional[str]:
+    """Why ``path`` can never be a serial port (one line), or None when it is one or may become
+    one (a device not plugged in yet). Only looks at the file system unless ``probe_tty``, which
+    opens a character device once to ask whether it is a terminal (call it after pyserial's open
+    failed, not before: opening a port can reset the board behind it)."""
+    if os.name != "posix":
+        return None  # COM ports have no file system entry to judge
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent) and not parent.startswith("/dev/"):
+            return f"{path}: there is no folder {parent}, so it can never be a serial port"
+        return None  # not plugged in yet (or a dangling /dev/serial/by-id link)
+    except NotADirectoryError:
+        return f"{path}: part of the path is a file, not a folder, so it can never be a serial port"
+    except OSError:
+        return None  # e.g. no permission to look: let the open report it
+    if stat.S_ISDIR(mode):
+        return f"{path} is a directory, not a serial port"
+    if stat.S_ISREG(mode):
+        return (f"{path} is a regular file, not a serial port (writing to a device path while nothing "
+                "was plugged in leaves one: remove it)")
+    if not stat.S_ISCHR(mode):
+        return f"{path} is not a character device, so not a serial port"
+    if probe_tty:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return None  # busy, gone or no permission: worth retrying
+        try:
+            if not os.isatty(fd):
+                return f"{path} is a character device but not a terminal, so not a serial port"
+        finally:
+            os.close(fd)
+    return None
 
 
 class PenSource:
     """The shape every pen source has (see the module docstring)."""
 
     info: Optional[DeviceInfo] = None
+    # device restarts that read() went past (a serial source counts them; see read)
+    session_breaks: int = 0
 
     def __init__(self) -> None:
         self.events: "queue.Queue[ReaderEvent]" = queue.Queue()
@@ -83,6 +139,9 @@ class _SerialPenSource(PenSource, PortProtocol):
     def __init__(self, path: str, baudrate: int, decoder, policy: ReconnectPolicy,
                  on_event: Optional[Callable[[ReaderEvent], None]], start_reader: bool = True):
         PenSource.__init__(self)
+        problem = serial_path_problem(path)
+        if problem:
+            raise ValueError(problem)
         self.path = path
         self.baudrate = baudrate
         self.decoder = decoder
@@ -98,7 +157,13 @@ class _SerialPenSource(PenSource, PortProtocol):
             self.reader.start()
 
     def _open_port(self) -> serial.Serial:
-        return serial.Serial(self.path, self.baudrate, timeout=READ_TIMEOUT, write_timeout=1.0)
+        try:
+            return serial.Serial(self.path, self.baudrate, timeout=READ_TIMEOUT, write_timeout=1.0)
+        except (serial.SerialException, OSError) as exc:
+            problem = serial_path_problem(self.path, probe_tty=True)
+            if problem:
+                raise PortUnusable(problem) from exc
+            raise
 
     @property
     def info(self) -> Optional[DeviceInfo]:
@@ -169,12 +234,32 @@ class InkstreamSerialSource(_SerialPenSource):
     On every (re)connect it sends DESCRIBE then START; on close it sends STOP. When a HELLO
     announces a new session (the device restarted while the port stayed open) it ends the open
     stroke, emits a ``device_restarted`` event and sends DESCRIBE then START again (unless closing).
+    Stale frames (a restart whose HELLO was lost, or an old frame taken after one) make it send
+    DESCRIBE, at most every ``RESYNC_INTERVAL``; a heartbeat saying "not streaming" more than
+    ``stall_timeout`` after the last START makes it send DESCRIBE + START. No frame for
+    ``stall_timeout`` seconds (None: never) emits ``stalled``, ends the open stroke and sends
+    DESCRIBE + START every ``stall_timeout`` while it lasts; the next frame emits ``resumed``.
     USB-CDC ignores the baud rate, a UART bridge needs the firmware's (115200).
     """
 
+    # Defaults of the state below (set again per instance in __init__; the reader thread owns it).
+    stall_timeout: Optional[float] = STALL_TIMEOUT
+    _last_frame_at = 0.0
+    _stalled_since: Optional[float] = None
+    _last_describe = -math.inf
+    _last_start = -math.inf
+
     def __init__(self, path: str, baudrate: int = 115200, policy: ReconnectPolicy = ReconnectPolicy(),
-                 on_event: Optional[Callable[[ReaderEvent], None]] = None):
+                 on_event: Optional[Callable[[ReaderEvent], None]] = None,
+                 stall_timeout: Optional[float] = STALL_TIMEOUT):
+        if stall_timeout is not None and not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be > 0 seconds (or None), got {stall_timeout}")
+        self.stall_timeout = stall_timeout
         self._command_seq = 0
+        self._last_frame_at = time.monotonic()  # reader thread only, like the three below
+        self._stalled_since: Optional[float] = None
+        self._last_describe = -math.inf  # when a recovery DESCRIBE was last sent
+        self._last_start = -math.inf  # when START was last sent
         super().__init__(path, baudrate, inkstream.InkstreamDecoder(), policy, on_event)
 
     def _command(self, command: int) -> bytes:
@@ -183,11 +268,36 @@ class InkstreamSerialSource(_SerialPenSource):
         return wire
 
     def connection_made(self, port) -> None:
+        self._last_frame_at = self._last_start = time.monotonic()
+        self._stalled_since = None
         port.write(self._command(inkstream.DESCRIBE) + self._command(inkstream.START))
+
+    def _describe_and_start(self, start: bool = True) -> None:
+        """Ask the device to describe itself (its answer re-anchors the decoder) and start it."""
+        if self._closed:
+            return  # closing: a restarted device must not be started again
+        now = time.monotonic()
+        with self._lock:
+            self.decoder.describe_sent()
+        self._last_describe = now
+        wire = self._command(inkstream.DESCRIBE)
+        if start:
+            self._last_start = now
+            wire += self._command(inkstream.START)
+        self.reader.write(wire)
 
     def data_received(self, data: bytes) -> None:
         with self._lock:
+            seen_before = self.decoder.frames_ok + self.decoder.errors.stale
             frames = self.decoder.feed_frames(data)
+            alive = self.decoder.frames_ok + self.decoder.errors.stale > seen_before
+            describe_wanted = self.decoder.describe_wanted
+        now = time.monotonic()
+        if alive:
+            self._last_frame_at = now
+            if self._stalled_since is not None:
+                self.reader.notify(RESUMED, f"frames again after {now - self._stalled_since:.1f} s")
+                self._stalled_since = None
         samples = []
         for frame in frames:
             if isinstance(frame, inkstream.SampleFrame):
@@ -199,9 +309,25 @@ class InkstreamSerialSource(_SerialPenSource):
                 self._pen_left()
                 self._samples.put(_SESSION_BREAK)
                 self.reader.notify(DEVICE_RESTARTED, f"new session 0x{frame.session:04x}")
-                if not self._closed:  # a restarted device waits for START again
-                    self.reader.write(self._command(inkstream.DESCRIBE) + self._command(inkstream.START))
+                self._describe_and_start()  # a restarted device waits for START again
+            elif (isinstance(frame, inkstream.HeartbeatFrame) and not frame.streaming and self.stall_timeout
+                  and now - self._last_start > self.stall_timeout):
+                self._describe_and_start()  # it forgot START: it restarted unheard, or START was lost
         self._deliver(samples)
+        if describe_wanted and now - self._last_describe >= RESYNC_INTERVAL:
+            self._describe_and_start(start=False)  # stale frames: did the device restart unheard?
+
+    def tick(self, now: float) -> None:
+        if self.stall_timeout is None:
+            return
+        if self._stalled_since is None and now - self._last_frame_at > self.stall_timeout:
+            self._stalled_since = self._last_frame_at
+            self._pen_left()
+            self.reader.notify(STALLED, f"no frame for {self.stall_timeout:g} s, heartbeats stopped: the "
+                                        "device is frozen or unpowered, or the baud rate is wrong")
+            self._describe_and_start()
+        elif self._stalled_since is not None and now - self._last_describe > self.stall_timeout:
+            self._describe_and_start()  # keep asking: a device that comes back waits for START
 
     def _send_stop(self) -> None:
         self.reader.write(self._command(inkstream.STOP))

@@ -171,3 +171,17 @@ def test_isdv4_one_damaged_byte_affects_at_most_one_packet(stream, pos, kind, va
     else:
         data.insert(pos, value)
     assert _at_most_one_packet_differs(_pens(isdv4.IsdV4Decoder(), bytes(data)), packets)
+
+
+def test_fuzzer_restart_kind_short_run():
+    """CI's share of the fuzzer's ``restart`` kind (device restarts, lost boot HELLOs, late old
+    frames, DESCRIBE answers): the long run is ``python -m firmware_bridge.fuzz``."""
+    import collections
+    import random
+
+    from firmware_bridge import fuzz
+
+    rng = random.Random(17)
+    outcomes = collections.Counter(fuzz.check_inkstream("restart", rng) for _ in range(300))
+    assert not [o for o in outcomes if o.startswith("FAIL")], outcomes
+    assert outcomes["ok (frames dropped)"] > 0  # the lost-HELLO cases did happen
