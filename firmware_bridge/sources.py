@@ -384,8 +384,12 @@ class FileReplaySource(PenSource):
     With ``rate_hz`` the strokes are resampled in time at that rate; otherwise the array's own
     times are used. After each stroke comes one pen-left sample (tip up, proximity out).
     ``realtime=True`` paces delivery by ``t / speed``; otherwise everything is available at once.
+    A read returns at most ``MAX_BATCH`` samples, made from the array as they are read, so a huge
+    file costs the array and no more, and a caller's loop (Ctrl-C, SIGTERM) runs between reads.
     ``info`` describes the array (ranges from its maxima, pressure unknown).
     """
+
+    MAX_BATCH = 2048
 
     def __init__(self, points: np.ndarray, rate_hz: Optional[float] = None, units_per_mm: float = math.nan,
                  realtime: bool = False, speed: float = 1.0):
@@ -399,16 +403,10 @@ class FileReplaySource(PenSource):
         self.info = DeviceInfo("file", int(math.ceil(points[:, 0].max())) if len(points) else 0,
                                int(math.ceil(points[:, 1].max())) if len(points) else 0, 0,
                                units_per_mm, rate, "file replay")
-        self._samples = []
-        lift = 1.0 / rate
-        for x, y, t, up in points:
-            self._samples.append(PenSample(x, y, t, math.nan, tip=True, proximity=True))
-            if up > 0.5:
-                self._samples.append(PenSample(x, y, t + lift, math.nan, tip=False, proximity=False))
-        if points.size and points[-1, 3] < 0.5:
-            x, y, t, _ = points[-1]
-            self._samples.append(PenSample(x, y, t + lift, math.nan, tip=False, proximity=False))
-        self._next = 0
+        self._points = points
+        self._lift_s = 1.0 / rate
+        self._next = 0  # the next row of points to deliver
+        self._lift: Optional[PenSample] = None  # a pen-left sample due before that row
         self._realtime = realtime
         self._speed = speed
         self._start: Optional[float] = None
@@ -416,18 +414,36 @@ class FileReplaySource(PenSource):
 
     @property
     def ended(self) -> bool:
-        return self._closed or self._next >= len(self._samples)
+        return self._closed or (self._next >= len(self._points) and self._lift is None)
+
+    def _next_time(self) -> float:
+        return self._lift.t if self._lift is not None else float(self._points[self._next, 2])
+
+    def _take(self, until: float) -> list[PenSample]:
+        """The samples due at source time ``until`` (at most MAX_BATCH), pen-left samples included."""
+        out: list[PenSample] = []
+        points, n = self._points, len(self._points)
+        while len(out) < self.MAX_BATCH and not self.ended and self._next_time() <= until:
+            if self._lift is not None:
+                out.append(self._lift)
+                self._lift = None
+                continue
+            x, y, t, up = (float(v) for v in points[self._next])
+            out.append(PenSample(x, y, t, math.nan, tip=True, proximity=True))
+            self._next += 1
+            if up > 0.5 or self._next == n:  # the stroke ends (or the file does, the pen still down)
+                self._lift = PenSample(x, y, t + self._lift_s, math.nan, tip=False, proximity=False)
+        return out
 
     def read(self, timeout: Optional[float] = None) -> list[PenSample]:
         if self.ended:
             return []
         if not self._realtime:
-            out, self._next = self._samples[self._next:], len(self._samples)
-            return out
+            return self._take(math.inf)
         now = time.monotonic()
         if self._start is None:
-            self._start = now - self._samples[0].t / self._speed
-        due = self._start + self._samples[self._next].t / self._speed
+            self._start = now - self._next_time() / self._speed
+        due = self._start + self._next_time() / self._speed
         wait = due - now
         if wait > 0:
             if timeout is not None and wait > timeout:
@@ -435,11 +451,7 @@ class FileReplaySource(PenSource):
                 return []
             time.sleep(wait)
             now = time.monotonic()
-        out = []
-        while self._next < len(self._samples) and self._start + self._samples[self._next].t / self._speed <= now:
-            out.append(self._samples[self._next])
-            self._next += 1
-        return out
+        return self._take((now - self._start) * self._speed)
 
     def close(self) -> None:
         self._closed = True

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +270,23 @@ def test_time_going_backwards_inside_a_sample_is_repaired_counted_and_said(tmp_p
     assert proc.returncode == 0, proc.stderr
     assert "time went backwards at" in proc.stderr and "repaired" in proc.stderr
     assert "1 lines from" in proc.stderr, proc.stderr
+
+
+def test_sigterm_stops_recognize_of_a_huge_file_promptly_with_its_summary(tmp_path):
+    """A file source hands out bounded batches, so the loop sees SIGTERM between them; before,
+    one read held the whole file (an 80,000-point trace ignored SIGTERM for 15 s)."""
+    t = np.arange(200_000)
+    trace = ", ".join(f"{int(300 * np.cos(i / 50) + i // 2)} {int(200 * np.sin(i / 30))}" for i in t)
+    path = tmp_path / "one_long_trace.inkml"
+    path.write_text(f"<ink><trace>{trace}</trace></ink>")
+    proc = subprocess.Popen(_recognize_cmd(f"file:{path}", "--speed", "inf", "--decoder", "greedy"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline()  # recognising: the file was read
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - started < 5.0, err  # one batch, not the rest of the file
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "lines from" in err, err

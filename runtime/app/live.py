@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from firmware_bridge.reader import DISCONNECTED, STOPPED, ReaderEvent
+from firmware_bridge.reader import DISCONNECTED, STALLED, STOPPED, ReaderEvent
 from firmware_bridge.samples import ErrorCounters, PenSample, StrokeRowAssembler
 from firmware_bridge.sources import PenSource
 from runtime.recognizer import RecognitionResult, StreamingRecognizer
@@ -216,7 +216,7 @@ class LiveRecognition:
                 event = events.get_nowait()
             except queue.Empty:
                 return
-            if event.state in (DISCONNECTED, STOPPED):
+            if event.state in (DISCONNECTED, STOPPED, STALLED):  # a frozen device ends the line too
                 # the reader queued every sample (and a pen-left) before it reported the loss
                 self._read(0)
                 self.end_line()  # the device's clock may start over when it comes back

@@ -75,7 +75,7 @@ def run(args) -> int:
                 reader = getattr(source, "reader", None)
                 if reader is not None:  # a serial reader only ends by giving up or by a bug
                     print(f"{PROG}: {args.source} ended: {reader.failure!r}" if reader.failure else
-                          f"{PROG}: {args.source} ended: the reader gave up", file=sys.stderr)
+                          f"{PROG}: {args.source} ended: {reader.gave_up or 'the reader gave up'}", file=sys.stderr)
                     code = 1
                 break
             if live_source.replay_over(live.samples_received):
