@@ -108,3 +108,19 @@ def test_eval_of_ink_without_a_transcription_says_so_and_recognize_reads_it(tmp_
     r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "recognize", "--source", f"file:{ink}", "--speed",
                         "inf", "--decoder", "greedy"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "1 lines from 4 pen samples" in r.stderr, r.stderr
+
+
+def test_ctrl_c_stops_eval_with_one_line():
+    import signal
+    import time
+
+    data = ["tests/fixtures/runtime/unipen_lines.npz"] * 50  # long enough to be interrupted
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.app.cli", "eval", *data, "--verbose"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline()  # evaluating
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.strip() == "inkstream eval: interrupted", err

@@ -58,7 +58,11 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    return int(_load(args.command).run(args) or 0)
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C in a command without its own handling: one line, no traceback
+        print(f"inkstream {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
