@@ -273,6 +273,10 @@ class RecognitionSession:
             except queue.Empty:
                 return
             try:
+                # what the source delivered before the command belongs before it: the page pushes
+                # its pen samples first, then asks for the end of the line
+                while self.live.poll(0):
+                    pass
                 if command == "clear":
                     self._clear()
                 elif command == "finish":
