@@ -3,7 +3,8 @@
 A decoder is stateless itself; its per-stream state lives in an object made by ``new_state()``
 and kept by the stream. Every decoder offers:
 
-* ``new_state()``
+* ``new_state()`` (the word decoder's also takes ``user_words=`` for one stream: see
+  :mod:`runtime.word_beam`)
 * ``accept(state, log_probs)``: ``(T, C)`` log-probabilities of the next T frames
 * ``result(state) -> (text, emissions)`` where ``emissions`` lists, per character of ``text``,
   the global frame index at which CTC emitted it (the alignment used to map text back to ink)

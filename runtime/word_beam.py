@@ -1,0 +1,409 @@
+"""Streaming word-level CTC decoding: prefix beam search with a character LM inside words, a word
+n-gram LM when a word completes, and user words ("hotwords") with a boost.
+
+Same interface as :class:`runtime.beam.CtcPrefixBeamDecoder` (``new_state / accept / result``),
+whose search it extends: the beam is carried in the per-stream state, any chunking of the frames
+gives the same result, the best hypothesis (unfinished last word included) can be read after any
+frame, and the per-character emission frames are kept for the stroke alignment.
+
+A hypothesis is ranked by
+
+    log(P_b + P_nb) + lm_weight * log P_char(characters) + insertion_bonus * len(prefix)
+      + sum over completed LM units u:  word_weight * ln P_word(u | two units before) + word_bonus
+                                        - char_swap * lm_weight * log P_char(u's letters)  (u in vocabulary)
+                                        + oov_penalty                                     (u not in it)
+      + user-word boosts
+
+(a punctuation mark the word LM knows is scored by it alone: its character-LM score, a share of
+a uniform floor, is taken back; ``word_start_cost`` moves part of a word's cost to its start).
+
+A *word* completes when a character that cannot continue it (space, punctuation) is added to a
+run of letters, digits and apostrophes; the run and the punctuation mark are split into LM units
+by :func:`runtime.word_lm.lm_units`, so ``word,`` and IAM-OnDB's ``word ,`` meet the LM alike.
+Inside a word the character LM scores the letters, so a word the word LM lacks (a name, a
+number, a typo) can still win: it is scored as ``<unk>`` in its context plus ``oov_penalty``,
+and its spelling keeps the character LM's score (open vocabulary). With ``char_swap`` 1 a
+vocabulary word's character-LM score is replaced by the word LM's, the usual open-vocabulary
+class model; smaller values keep part of it. A line starts with no word context (IAM-OnDB lines
+start mid-sentence); after ``.``, ``!`` or ``?`` the context is ``<s>``.
+
+User words (``user_words``: a file, one entry a line, ``phrase`` or ``phrase<TAB>boost``, or an
+iterable of phrases or ``(phrase, boost)`` pairs) are matched as written (case included) from a
+word start, character by character, as sherpa-onnx matches hotwords: each matched character earns
+``boost / len(phrase)``, a phrase that stops matching gives back what it earned since its last
+complete match, so only whole phrases keep their boost; a phrase counts as complete when a word
+boundary (or the end of input) follows it. The words of the phrases, whatever their case, pay no
+word-LM cost and no ``oov_penalty`` when they complete. The recognizer's list applies to every
+stream; ``new_state(user_words=)`` adds a list for one stream.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from runtime.beam import BeamState, CtcPrefixBeamDecoder, _add_path, _emission_list, _logaddexp
+from runtime.word_lm import SENTENCE_END, WordLanguageModel, lm_units
+
+_NEG_INF = float("-inf")
+
+
+class _Hyp:
+    """One prefix in the beam (see :class:`runtime.beam._Hypothesis`), plus the word state:
+    ``wctx`` the word-LM context, ``run`` the unfinished word (lowercase), ``run_lm`` its
+    weighted character-LM score, ``hot`` the user-word match ``(prefix, earned, kept)`` or None.
+    ``history`` (the character LM's) is filled in only for hypotheses that survive pruning."""
+
+    __slots__ = ("pb", "pnb", "lm", "history", "wctx", "run", "run_lm", "hot", "emissions", "emit_score",
+                 "parent", "char", "lm_row")
+
+    def __init__(self, pb, pnb, lm, history, wctx, run, run_lm, hot, emissions, emit_score=_NEG_INF,
+                 parent=None, char=0):
+        self.pb = pb
+        self.pnb = pnb
+        self.lm = lm
+        self.history = history
+        self.wctx = wctx
+        self.run = run
+        self.run_lm = run_lm
+        self.hot = hot
+        self.emissions = emissions
+        self.emit_score = emit_score
+        self.parent = parent
+        self.char = char
+        self.lm_row = None
+
+
+class UserWords:
+    """Compiled user words: every prefix of every phrase (as written, spaces normalised) -> boost
+    per character, and the complete phrases -> their boost."""
+
+    def __init__(self, entries=(), default_boost: float = 6.0):
+        self.per_char: dict = {}
+        self.phrases: dict = {}
+        for phrase, boost in _parse_user_words(entries, default_boost):
+            p = " ".join(phrase.split())
+            if not p:
+                continue
+            step = boost / len(p)
+            for i in range(1, len(p) + 1):
+                if self.per_char.get(p[:i], _NEG_INF) < step:
+                    self.per_char[p[:i]] = step
+            self.phrases[p] = max(boost, self.phrases.get(p, _NEG_INF))
+        # the words of the phrases are vocabulary words for the word LM's purposes
+        self.units = frozenset(u for p in self.phrases for u in lm_units(p))
+        self.max_step = max(self.per_char.values(), default=0.0)
+
+    def merged(self, other: "UserWords") -> "UserWords":
+        out = UserWords()
+        for src in (self, other):
+            for k, v in src.per_char.items():
+                out.per_char[k] = max(v, out.per_char.get(k, _NEG_INF))
+            for k, v in src.phrases.items():
+                out.phrases[k] = max(v, out.phrases.get(k, _NEG_INF))
+        out.units = self.units | other.units
+        out.max_step = max(out.per_char.values(), default=0.0)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.phrases)
+
+
+def _parse_user_words(entries, default_boost: float):
+    if entries is None:
+        return
+    if isinstance(entries, (str, bytes)) or hasattr(entries, "__fspath__"):
+        path = os.fspath(entries)
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.rstrip("\n") for ln in f]
+        entries = []
+        for ln in lines:
+            if not ln.strip() or ln.lstrip().startswith("#"):
+                continue
+            if "\t" in ln:
+                phrase, boost = ln.rsplit("\t", 1)
+                try:
+                    entries.append((phrase, float(boost)))
+                except ValueError:
+                    raise ValueError(f"user words file {path}: bad boost {boost!r} in line {ln!r}") from None
+            else:
+                entries.append(ln)
+    for e in entries:
+        if isinstance(e, str):
+            yield e, float(default_boost)
+        else:
+            phrase, boost = e
+            if not boost >= 0:
+                raise ValueError(f"user word {phrase!r}: boost must be >= 0, got {boost}")
+            yield str(phrase), float(boost)
+
+
+@dataclass
+class WordBeamState(BeamState):
+    """Per-stream state of :class:`CtcWordBeamDecoder`: the beam and the stream's user words."""
+
+    user_words: Optional[UserWords] = None
+
+
+class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
+    """Prefix beam search with a character LM inside words and a word n-gram LM between them.
+
+    Options (keyword; a bad value raises ValueError naming it), beyond those of
+    :class:`runtime.beam.CtcPrefixBeamDecoder` (``beam_width``, ``lm_weight``, ``insertion_bonus``,
+    ``lm_path``, ``char_threshold``, ``max_chars_per_frame``, ``prune_beam``):
+
+    * ``word_lm_path`` ARPA file (default: the shipped ``runtime/models/wordlm.arpa.gz``);
+    * ``word_weight`` scale of the word LM's natural-log probability;
+    * ``oov_penalty`` added for each completed unit outside the word LM's vocabulary;
+    * ``char_swap`` share of a vocabulary word's character-LM score replaced by the word LM's;
+    * ``word_bonus`` added per completed LM unit (balances the word LM's cost per word);
+    * ``word_start_cost`` charged when a word starts and given back when it completes: an
+      estimate of the word LM's cost paid in advance, so that a hypothesis that has started a
+      new word is not ranked below one still inside a long (often out-of-vocabulary) word;
+    * ``user_words`` (see the module docstring) and ``user_word_boost``, the boost of entries
+      that give none.
+    """
+
+    name = "word"
+
+    def __init__(self, alphabet, beam_width: int = 16, lm_weight: float = 0.5, insertion_bonus: float = 1.0,
+                 lm_path=None, word_lm_path=None, word_weight: float = 0.7, oov_penalty: float = -2.0,
+                 char_swap: float = 1.0, word_bonus: float = 1.0, word_start_cost: float = 0.0, user_words=None,
+                 user_word_boost: float = 6.0, char_threshold: float = -7.0, max_chars_per_frame: int = 6,
+                 prune_beam: float = 12.0,
+                 lm=None, word_lm: Optional[WordLanguageModel] = None):
+        super().__init__(alphabet, beam_width=beam_width, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
+                         lm_path=lm_path, char_threshold=char_threshold, max_chars_per_frame=max_chars_per_frame,
+                         prune_beam=prune_beam, lm=lm)
+        if word_weight < 0:
+            raise ValueError(f"word_weight must be >= 0, got {word_weight}")
+        if oov_penalty > 0:
+            raise ValueError(f"oov_penalty must be <= 0, got {oov_penalty}")
+        if not 0 <= char_swap <= 1:
+            raise ValueError(f"char_swap must be in [0, 1], got {char_swap}")
+        if word_start_cost > 0:
+            raise ValueError(f"word_start_cost must be <= 0, got {word_start_cost}")
+        if not user_word_boost >= 0:
+            raise ValueError(f"user_word_boost must be >= 0, got {user_word_boost}")
+        self.word_weight = float(word_weight)
+        self.oov_penalty = float(oov_penalty)
+        self.char_swap = float(char_swap)
+        self.word_bonus = float(word_bonus)
+        self.word_start_cost = float(word_start_cost)
+        self.user_word_boost = float(user_word_boost)
+        if word_lm is not None:
+            self.word_lm = word_lm
+        elif word_weight > 0:
+            self.word_lm = WordLanguageModel(word_lm_path)
+        else:
+            self.word_lm = None
+        self.user_words = UserWords(user_words, user_word_boost)
+        chars = alphabet.chars
+        # characters that continue a word run: letters, digits, apostrophes (the LM units' letters)
+        self._run_char = [False] + [c.isalnum() or c == "'" for c in chars]
+        self._lower = [""] + [c.lower() for c in chars]
+        self._chars = [""] + list(chars)
+        self._space = [False] + [c.isspace() for c in chars]
+        self._complete_cache: dict = {}  # (run, word context, punctuation) -> _word_score(...)
+
+    # ---- interface ---------------------------------------------------------------------------
+    def new_state(self, user_words=None) -> WordBeamState:
+        """A fresh stream state; ``user_words`` (same forms as the option) add to the decoder's."""
+        uw = self.user_words
+        if user_words is not None:
+            uw = uw.merged(UserWords(user_words, self.user_word_boost))
+        h0 = self.lm.initial_history() if self.lm is not None else ""
+        root = _Hyp(0.0, _NEG_INF, 0.0, h0, (), "", 0.0, None, None)
+        return WordBeamState(beams={(): root}, user_words=uw if uw else None)
+
+    def result(self, state: WordBeamState):
+        """``(text, emissions)`` of the best hypothesis, its unfinished last word scored as if it
+        were complete (with the word LM and user words)."""
+        if state.best is None:
+            bonus = self.insertion_bonus
+            best_score, prefix, hyp = _NEG_INF, None, None
+            for p, h in state.beams.items():
+                score = _logaddexp(h.pb, h.pnb) + h.lm + bonus * len(p) + self._finish(h, state.user_words)
+                if prefix is None or score > best_score:
+                    best_score, prefix, hyp = score, p, h
+            state.best = (self.alphabet.decode(prefix), tuple(_emission_list(hyp.emissions)))
+        return state.best[0], list(state.best[1])
+
+    # ---- word scores -------------------------------------------------------------------------
+    def _complete(self, run: str, run_lm: float, wctx: tuple, punct: str, user: Optional[UserWords]):
+        """``(score, context)`` for completing ``run`` (and the punctuation mark ``punct``, "" for a
+        space) from word context ``wctx``."""
+        if user is None:  # the common case, cached: the same word ends in many hypotheses and frames
+            key = (run, wctx, punct)
+            hit = self._complete_cache.get(key)
+            if hit is None:
+                if len(self._complete_cache) >= 1 << 15:  # bounded memory over a long session
+                    self._complete_cache.clear()
+                hit = self._complete_cache[key] = self._word_score(run, wctx, punct, None)
+        else:
+            hit = self._word_score(run, wctx, punct, user)
+        total, wctx, swap = hit
+        if swap:
+            total -= self.char_swap * run_lm
+        return total, wctx
+
+    def _word_score(self, run: str, wctx: tuple, punct: str, user: Optional[UserWords]):
+        """``(score, context, swap)``: :meth:`_complete` before the character-LM swap, and whether
+        the swap applies (every word unit is in the vocabulary)."""
+        units = lm_units(run) if run else []
+        if punct:
+            units.append(punct.lower())
+        if not units or self.word_lm is None:
+            return (-self.word_start_cost if run else 0.0), wctx, False
+        wlm, ww = self.word_lm, self.word_weight
+        total = 0.0
+        swap = True
+        for u in units:
+            lp, wctx, known = wlm.score(wctx, u)
+            total += ww * lp + self.word_bonus
+            if not known:
+                if user is not None and u in user.units:
+                    total -= ww * lp  # a user word: no OOV cost, its boost carries it
+                else:
+                    total += self.oov_penalty
+                if u[0].isalnum():
+                    swap = False
+            if u in SENTENCE_END:
+                wctx = wlm.sentence_start()
+        if run:
+            total -= self.word_start_cost  # charged in advance when the word started
+        return total, wctx, swap and bool(run)
+
+    def _finish(self, h: _Hyp, user: Optional[UserWords]) -> float:
+        """Score still owed by a hypothesis whose last word is unfinished: its word-LM score, and
+        the user-word credit it would give back."""
+        score = 0.0
+        if h.run:
+            score += self._complete(h.run, h.run_lm, h.wctx, "", user)[0]
+        if h.hot is not None:
+            prefix, earned, kept = h.hot
+            if prefix not in user.phrases:  # the end of input is a word boundary
+                score += kept - earned
+        return score
+
+    # ---- search ------------------------------------------------------------------------------
+    def _materialise(self, hyp: _Hyp) -> None:
+        parent = hyp.parent
+        hyp.history = self.lm.advance(parent.history, hyp.char) if self.lm is not None else parent.history
+        hyp.parent = None
+
+    def _extend(self, hyp: _Hyp, c: int, char_lp: float, user: Optional[UserWords]):
+        """``(lm score, wctx, run, run_lm, hot)`` of ``hyp`` extended by character ``c``;
+        ``char_lp`` is the weighted character-LM log-probability of ``c``."""
+        lm_score = hyp.lm + char_lp
+        ch = self._lower[c]
+        if self._run_char[c]:
+            run, run_lm, wctx = hyp.run + ch, hyp.run_lm + char_lp, hyp.wctx
+            if not hyp.run:
+                lm_score += self.word_start_cost
+        else:
+            punct = "" if self._space[c] else ch
+            delta, wctx = self._complete(hyp.run, hyp.run_lm, hyp.wctx, punct, user)
+            if punct and self.word_lm is not None and punct in self.word_lm:
+                delta -= char_lp  # the word LM models a punctuation mark in context: its score replaces the floor's
+            lm_score += delta
+            run, run_lm = "", 0.0
+        hot = None
+        if user is not None:
+            ch = self._chars[c]  # user words match as written: "Susan" boosts "Susan", not "susan"
+            is_run = self._run_char[c]
+            h = hyp.hot
+            if h is not None:
+                prefix, earned, kept = h
+                if not is_run and prefix in user.phrases:
+                    kept = earned  # a phrase followed by a word boundary is complete: it keeps its boost
+                cand = prefix + ch
+                step = user.per_char.get(cand)
+                if step is not None:
+                    lm_score += step
+                    hot = (cand, earned + step, kept)
+                else:  # the match stops: give back what was earned since the last complete phrase
+                    lm_score += kept - earned
+            if hot is None and is_run and not hyp.run:  # a word starts: try a new match
+                step = user.per_char.get(ch)
+                if step is not None:
+                    lm_score += step
+                    hot = (ch, step, 0.0)
+        return lm_score, wctx, run, run_lm, hot
+
+    def _step(self, state: WordBeamState, row: list, cands: list, frame: int) -> None:
+        blank_lp = row[self.alphabet.blank]
+        lm_weight, lm, bonus = self.lm_weight, self.lm, self.insertion_bonus
+        user = state.user_words
+        beams = state.beams
+        parents = list(beams.items())
+        old = []
+        best = _NEG_INF
+        # pass 1: every prefix stays (a blank, or its last character repeated)
+        for prefix, hyp in parents:
+            pb, pnb = hyp.pb, hyp.pnb
+            total = _logaddexp(pb, pnb)
+            old.append((pb, total, hyp.emissions))
+            stay = total + blank_lp
+            repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
+            hyp.pb, hyp.pnb = stay, repeat
+            hyp.emit_score = stay if stay > repeat else repeat
+            score = _logaddexp(stay, repeat) + hyp.lm + bonus * len(prefix)
+            if score > best:
+                best = score
+        if cands:
+            # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made
+            floor = best - self.prune_beam
+            best_char = max(row[c] for c in cands)
+            # the most any extension can gain from the LMs over its parent's score: a user-word
+            # step, or a completed word whose swapped-out character score was low
+            children = cand_set = None
+            for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
+                length_bonus = bonus * (len(prefix) + 1)
+                last = prefix[-1] if prefix else -1
+                gain = ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
+                        + 2 * max(self.word_bonus, 0.0))
+                if user is not None:
+                    gain += user.max_step
+                if total + best_char + hyp.lm + length_bonus + gain < floor - 1e-9:
+                    if children is None:
+                        children = {}
+                        for q, _ in parents:
+                            if q:
+                                children.setdefault(q[:-1], []).append(q[-1])
+                        cand_set = set(cands)
+                    for c in children.get(prefix, ()):
+                        if c in cand_set:
+                            p = row[c] + (pb if c == last else total)
+                            if p != _NEG_INF:
+                                _add_path(beams[prefix + (c,)], p, (frame, emissions))
+                    continue
+                lm_row = None
+                for c in cands:
+                    p = row[c] + (pb if c == last else total)
+                    if p == _NEG_INF:
+                        continue
+                    ext_prefix = prefix + (c,)
+                    ext = beams.get(ext_prefix)
+                    if ext is None:
+                        char_lp = 0.0
+                        if lm is not None:
+                            if lm_row is None:
+                                lm_row = hyp.lm_row
+                                if lm_row is None:
+                                    lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
+                            char_lp = lm_weight * lm_row[c]
+                        lm_score, wctx, run, run_lm, hot = self._extend(hyp, c, char_lp, user)
+                        if p + lm_score + length_bonus < floor:
+                            continue
+                        beams[ext_prefix] = _Hyp(_NEG_INF, p, lm_score, None, wctx, run, run_lm, hot,
+                                                 (frame, emissions), p, hyp, c)
+                        continue
+                    _add_path(ext, p, (frame, emissions))
+        if len(beams) > self.beam_width:
+            ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1].pb, kv[1].pnb) + kv[1].lm
+                            + bonus * len(kv[0]), reverse=True)
+            state.beams = beams = dict(ranked[:self.beam_width])
+        for hyp in beams.values():
+            if hyp.parent is not None:
+                self._materialise(hyp)

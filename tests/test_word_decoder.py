@@ -1,0 +1,296 @@
+"""The word decoder (runtime.word_beam), the word LM reader (runtime.word_lm) and its builder
+(training.word_lm): a tiny LM is built here from a few sentences; the user-word test runs the
+shipped ONNX model and word LM on a committed UNIPEN sample."""
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.alphabet import Alphabet
+from runtime.lm import CharLanguageModel
+from runtime.word_beam import CtcWordBeamDecoder, UserWords
+from runtime.word_lm import WordLanguageModel, default_word_lm_path, lm_units, read_arpa
+from training.word_lm import build_kneser_ney, write_arpa
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz"
+
+SENTENCES = [
+    "the cat sat on the mat .",
+    "the cat ate the fish .",
+    "a cat sat on a hat .",
+    "the dog sat on the log .",
+    "my cat sat down , then the cat slept .",
+    "the man said that the cat sat there .",
+]
+
+
+def _units(sentences):
+    return [lm_units(s) for s in sentences]
+
+
+@pytest.fixture(scope="module")
+def tiny_arpa(tmp_path_factory):
+    sents = _units(SENTENCES)
+    vocab = sorted({u for s in sents for u in s} | {"cot", "cut"})
+    words, grams = build_kneser_ney(sents, vocab, order=3, min_top_count=1)
+    path = tmp_path_factory.mktemp("lm") / "tiny.arpa.gz"
+    write_arpa(path, words, grams)
+    return path
+
+
+@pytest.fixture(scope="module")
+def char_lm():
+    return CharLanguageModel()  # the shipped character LM
+
+
+def _peaked(alphabet, text, frames_per_char=3, confidence=0.9, seed=0, confusions=None):
+    """Log-probs that spell ``text`` (blank between characters); ``confusions`` maps a position of
+    ``text`` to another character, or ``(character, share)``, that takes ``share`` (default half)
+    of the written character's probability there."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for pos, i in enumerate(alphabet.encode(text)):
+        for _ in range(frames_per_char):
+            p = rng.dirichlet(np.ones(alphabet.size)) * (1 - confidence)
+            if confusions and pos in confusions:
+                other, share = confusions[pos] if isinstance(confusions[pos], tuple) else (confusions[pos], 0.5)
+                p[i] += confidence * (1 - share)
+                p[alphabet.encode(other)[0]] += confidence * share
+            else:
+                p[i] += confidence
+            rows.append(p)
+        p = rng.dirichlet(np.ones(alphabet.size)) * (1 - confidence)
+        p[0] += confidence
+        rows.append(p)
+    return np.log(np.array(rows))
+
+
+def test_lm_units_split_punctuation_and_keep_inner_apostrophes():
+    assert lm_units("Mr. Foot's line, however") == ["mr", ".", "foot's", "line", ",", "however"]
+    assert lm_units("Mr . Foot ' s") == ["mr", ".", "foot", "'", "s"]
+    assert lm_units("'quoted' 1960s") == ["'", "quoted", "'", "1960s"]
+
+
+def test_kneser_ney_distributions_sum_to_one(tiny_arpa):
+    lm = WordLanguageModel(tiny_arpa)
+    words, _ = read_arpa(tiny_arpa)
+    predicted = [w for w in words if w != "<s>"]
+    for context in [(), lm.sentence_start(), (lm.word_id("the"),), (lm.word_id("the"), lm.word_id("cat")),
+                    (lm.word_id("fish"), lm.word_id("on"))]:
+        total = sum(math.exp(lm.score(context, w)[0]) for w in predicted)
+        assert total == pytest.approx(1.0, abs=2e-4), context
+
+
+def test_word_lm_prefers_seen_continuations_and_scores_unknown_words_as_unk(tiny_arpa):
+    lm = WordLanguageModel(tiny_arpa)
+    ctx = (lm.word_id("the"),)
+    assert lm.score(ctx, "cat")[0] > lm.score(ctx, "cot")[0]
+    lp, _, known = lm.score(ctx, "zorblat")
+    assert not known and lp == lm.score(ctx, "<unk>")[0]
+    assert "cat" in lm and "zorblat" not in lm and "<unk>" not in lm
+
+
+def test_the_builder_is_reproducible(tmp_path, tiny_arpa):
+    sents = _units(SENTENCES)
+    vocab = sorted({u for s in sents for u in s} | {"cot", "cut"})
+    again = tmp_path / "again.arpa.gz"
+    write_arpa(again, *build_kneser_ney(sents, vocab, order=3, min_top_count=1))
+    assert again.read_bytes() == Path(tiny_arpa).read_bytes()
+    with gzip.open(again, "rt") as f:
+        assert f.readline().strip() == "\\data\\"
+
+
+def test_pruning_keeps_the_arpa_prefix_rule(tmp_path):
+    sents = _units(SENTENCES * 2 + ["the cat ran .", "a dog ran ."])
+    vocab = sorted({u for s in sents for u in s})
+    words, grams = build_kneser_ney(sents, vocab, order=3, min_top_count=3, min_bigram_count=3)
+    path = tmp_path / "pruned.arpa"
+    write_arpa(path, words, grams)
+    _, read = read_arpa(path)  # raises if a trigram's words are missing
+    bigrams = {tuple(r) for r in grams[1][0].tolist()}
+    for u, v, w in grams[2][0].tolist():
+        assert (u, v) in bigrams and (v, w) in bigrams
+    assert len(read[2][0]) < len(build_kneser_ney(sents, vocab, order=3, min_top_count=1)[1][2][0])
+
+
+def test_the_word_lm_picks_the_word_the_context_supports(tiny_arpa, char_lm):
+    alphabet = Alphabet()
+    word = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, word_weight=1.0)
+    no_word_lm = CtcWordBeamDecoder(alphabet, lm=char_lm, word_weight=0, char_swap=0)
+    # the acoustics favour "cot" ("the cot sat" with the "o" 10 % an "a")
+    lp = _peaked(alphabet, "the cot sat", frames_per_char=1, confusions={5: ("a", 0.1)}, seed=1)
+    state = no_word_lm.new_state()
+    no_word_lm.accept(state, lp)
+    assert no_word_lm.result(state)[0] == "the cot sat"
+    state = word.new_state()
+    word.accept(state, lp)
+    assert word.result(state)[0] == "the cat sat"
+
+
+def test_out_of_vocabulary_words_come_out(tiny_arpa, char_lm):
+    alphabet = Alphabet()
+    dec = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa)
+    for text in ("the zorblat sat", "Kowalczyk 1987", "the cat sat, qwerty!"):
+        state = dec.new_state()
+        dec.accept(state, _peaked(alphabet, text, seed=2))
+        assert dec.result(state)[0] == text
+
+
+def test_any_chunking_gives_the_same_text_and_emissions(tiny_arpa, char_lm):
+    alphabet = Alphabet()
+    dec = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, user_words=["mat"])
+    lp = _peaked(alphabet, "the cat sat on the mat.", confidence=0.6, seed=3, confusions={9: "e", 20: "o"})
+    whole = dec.new_state()
+    dec.accept(whole, lp)
+    expected = dec.result(whole)
+    rng = np.random.default_rng(0)
+    for longest in (1, 3, 17):
+        state = dec.new_state()
+        start = 0
+        while start < len(lp):
+            n = int(rng.integers(1, longest + 1))
+            dec.accept(state, lp[start:start + n])
+            dec.result(state)  # reading the result between chunks changes nothing
+            start += n
+        assert dec.result(state) == expected
+
+
+def test_the_hypothesis_grows_as_frames_arrive_and_emissions_align(tiny_arpa, char_lm):
+    alphabet = Alphabet()
+    dec = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa)
+    text = "the dog sat on the log"
+    lp = _peaked(alphabet, text, frames_per_char=3)
+    state = dec.new_state()
+    shown = []
+    for t in range(len(lp)):
+        dec.accept(state, lp[t:t + 1])
+        shown.append(dec.result(state)[0])
+    assert shown[-1] == text
+    assert shown[len(lp) // 2] and text.startswith(shown[len(lp) // 2].rstrip()[:5])
+    final, emissions = dec.result(state)
+    assert len(emissions) == len(final)
+    assert emissions == sorted(emissions)
+    # character k is spelled over frames 4k .. 4k+2 (3 frames and a blank each)
+    assert all(4 * k <= f <= 4 * k + 2 for k, f in enumerate(emissions))
+
+
+def test_user_words_boost_a_phrase_per_decoder_and_per_stream(tiny_arpa, char_lm):
+    alphabet = Alphabet()
+    # "Kalb" written with the "a" looking more like an "o" (30 % a, 70 % o)
+    lp = _peaked(alphabet, "the cat Kolb sat", frames_per_char=1, seed=4, confusions={9: ("a", 0.3)})
+    plain = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa)
+    st = plain.new_state()
+    plain.accept(st, lp)
+    assert plain.result(st)[0] == "the cat Kolb sat"
+    st = plain.new_state(user_words=[("Kalb", 8.0)])  # one stream only
+    plain.accept(st, lp)
+    assert plain.result(st)[0] == "the cat Kalb sat"
+    assert plain.new_state().user_words is None  # the next stream does not inherit it
+    boosted = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, user_words=[("Kalb", 8.0)])
+    st = boosted.new_state()
+    boosted.accept(st, lp)
+    assert boosted.result(st)[0] == "the cat Kalb sat"
+
+
+def test_a_partial_user_word_gives_its_boost_back(tiny_arpa, char_lm):
+    alphabet = Alphabet()
+    dec = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, user_words=[("catapult", 20.0)])
+    lp = _peaked(alphabet, "the cat sat", seed=5)
+    st = dec.new_state()
+    dec.accept(st, lp)
+    assert dec.result(st)[0] == "the cat sat"
+    # the boost of "cat" (3/8 of 20) was given back when the word ended: same score as without
+    ref = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa)
+    st2 = ref.new_state()
+    ref.accept(st2, lp)
+    h1 = st.beams[tuple(alphabet.encode("the cat sat"))]
+    h2 = st2.beams[tuple(alphabet.encode("the cat sat"))]
+    assert h1.lm == pytest.approx(h2.lm)
+
+
+def test_user_words_file(tmp_path):
+    f = tmp_path / "words.txt"
+    f.write_text("# names\nJennifer\nBad Homburg\t9.5\n\n")
+    uw = UserWords(f, default_boost=4.0)
+    assert uw.phrases == {"Jennifer": 4.0, "Bad Homburg": 9.5}
+    assert uw.per_char["Jen"] == pytest.approx(4.0 / 8)
+    f.write_text("Jennifer\tlots\n")
+    with pytest.raises(ValueError, match="bad boost"):
+        UserWords(f)
+
+
+@pytest.mark.parametrize("option, value", [("word_weight", -1), ("oov_penalty", 1.0), ("char_swap", 2.0),
+                                           ("user_word_boost", -1.0), ("beam_width", 0)])
+def test_bad_options_name_themselves(tiny_arpa, char_lm, option, value):
+    with pytest.raises(ValueError, match=option):
+        CtcWordBeamDecoder(Alphabet(), lm=char_lm, word_lm_path=tiny_arpa, **{option: value})
+
+
+def test_a_missing_or_broken_word_lm_file_is_reported(tmp_path, char_lm):
+    with pytest.raises(FileNotFoundError, match="word LM"):
+        CtcWordBeamDecoder(Alphabet(), lm=char_lm, word_lm_path=tmp_path / "none.arpa")
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\ta\n")
+    with pytest.raises(ValueError, match="bad.arpa"):
+        WordLanguageModel(bad)
+
+
+@pytest.mark.skipif(not default_word_lm_path().exists(), reason="the shipped word LM is not built")
+def test_a_user_word_fixes_a_name_the_default_decoders_misread():
+    """Real ink (a UNIPEN writer the model never saw), the shipped int8 model and LMs: the
+    character beam reads "Bad Hombing", the word decoder "Bad Hamburg" (a word it knows), and
+    with the user word "Homburg" the name comes out right, per recognizer and per stream."""
+    from runtime.recognizer import StreamingRecognizer
+
+    d = np.load(FIXTURE)
+    i = list(d["texts"]).index("Bad Homburg")
+    pts = d["points"][d["offsets"][i]:d["offsets"][i + 1]]
+    assert StreamingRecognizer(decoder="beam").recognize(pts).text != "Bad Homburg"
+    word = StreamingRecognizer(decoder="word")
+    assert word.recognize(pts).text != "Bad Homburg"
+    with_words = StreamingRecognizer(decoder="word", decoder_options={"user_words": ["Homburg"]})
+    result = with_words.recognize(pts)
+    assert result.text == "Bad Homburg"
+    assert [a.char for a in result.chars] == list(result.text)  # the stroke alignment still works
+    assert all(a.strokes for a in result.chars if a.char != " ")
+    # per stream: the same recognizer without the list, one stream with it, kept across reset
+    s = word.create_stream(user_words=[("Bad Homburg", 8.0)])
+    for _ in range(2):
+        s.accept_samples(pts)
+        s.input_finished()
+        word.decode_stream(s)
+        assert word.get_result(s).text == "Bad Homburg"
+        word.reset(s)
+    other = word.create_stream()
+    other.accept_samples(pts)
+    other.input_finished()
+    word.decode_stream(other)
+    assert word.get_result(other).text != "Bad Homburg"  # another stream's words are its own
+    with pytest.raises(ValueError, match="user words need the word decoder"):
+        StreamingRecognizer(decoder="beam").create_stream(user_words=["Homburg"])
+
+
+@pytest.mark.skipif(not default_word_lm_path().exists(), reason="the shipped word LM is not built")
+def test_user_words_from_the_command_line(tmp_path):
+    """``--words FILE`` on the command line: the name the default decoder misreads comes out right."""
+    import subprocess
+    import sys
+
+    from runtime.ink import load_corpus, save_corpus
+
+    corpus = load_corpus(FIXTURE)
+    ink = corpus[[str(t) for t in corpus.texts].index("Bad Homburg")]
+    save_corpus(tmp_path / "name.npz", [ink], kind="text")
+    words = tmp_path / "words.txt"
+    words.write_text("Homburg\n")
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "runtime.app.cli", "recognize", "--source", f"file:{tmp_path / 'name.npz'}",
+           "--speed", "inf"]
+    plain = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
+    named = subprocess.run(cmd + ["--words", str(words)], cwd=root, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == named.returncode == 0, (plain.stderr, named.stderr)
+    finals = lambda out: [line for line in out.splitlines() if not line.startswith("~ ")]
+    assert finals(plain.stdout) != ["Bad Homburg"] and finals(named.stdout) == ["Bad Homburg"]
