@@ -1,6 +1,6 @@
 """Standalone fuzzer for the pen protocol decoders.
 
-    python -m firmware_bridge.fuzz --seconds 30 [--seed 1]
+    inkstream fuzz --seconds 30 [--seed 1]
 
 For a fixed time it throws inputs at the inkstream and ISDV4 decoders (random bytes, a valid
 stream truncated, bit-flipped, with bytes dropped/inserted, frames duplicated or reordered, fed
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import random
-import sys
 import time
 
 from . import inkstream, isdv4
@@ -189,28 +188,28 @@ def check_isdv4(kind, rng):
     return "ok"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m firmware_bridge.fuzz", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long to fuzz (default 10)")
+    parser.add_argument("--seed", type=int, default=None, help="the random seed (default: a fresh one, printed)")
+
+
+def run(args) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     rng = random.Random(seed)
     outcomes = collections.Counter()
     tried = collections.Counter()
-    deadline = time.monotonic() + args.seconds
+    started = time.monotonic()
+    deadline = started + args.seconds
     while time.monotonic() < deadline:
         for name, check, kinds in (("inkstream", check_inkstream, INKSTREAM_KINDS), ("isdv4", check_isdv4, KINDS)):
             kind = rng.choice(kinds)
             tried[name, kind] += 1
             outcomes[name, check(kind, rng)] += 1
-    print(f"seed {seed}, {sum(tried.values())} inputs in {args.seconds:g} s")
+    elapsed = time.monotonic() - started
+    total = sum(tried.values())
+    print(f"seed {seed}, {total} inputs in {elapsed:.0f} s ({total / max(elapsed, 1e-9):.0f} per second)")
     for (name, kind), n in sorted(tried.items()):
         print(f"  tried {name:9s} {kind:12s} {n}")
     for (name, outcome), n in sorted(outcomes.items()):
         print(f"  {name:9s} {outcome}: {n}")
     return 1 if any(o.startswith("FAIL") for _, o in outcomes) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Building (needs ``wordfreq``, which is a *build-time* tool, never a runtime dependency)::
 
-    python -m runtime.lm build --out runtime/models/charlm.npz     # top 200k English words
+    inkstream lm chars --out runtime/models/charlm.npz     # top 200k English words
 
 The model is trained on English words weighted by their real frequency (``wordfreq``), each word
 written as ``" word "``: the space is the word boundary, so the model knows how words start and
@@ -24,7 +24,6 @@ At run time :class:`CharLanguageModel` maps this onto a recognizer's alphabet:
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -298,26 +297,3 @@ def load_lexicon(path) -> frozenset:
             if w and not w.startswith("#"):
                 words.add(w.lower())
     return frozenset(words)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.lm", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build the character LM from wordfreq (needs wordfreq)")
-    b.add_argument("--out", default=str(Path(__file__).parent / "models" / "charlm.npz"))
-    b.add_argument("--words", type=int, default=200_000, help="number of most frequent words")
-    b.add_argument("--order", type=int, default=6)
-    b.add_argument("--tokens", type=float, default=1e7, help="size of the imagined text the counts come from")
-    b.add_argument("--min-history-count", type=float, default=10.0)
-    b.add_argument("--lang", default="en")
-    args = parser.parse_args(argv)
-    counts = word_counts_from_wordfreq(args.words, args.lang, args.tokens)
-    arrays = build_char_lm(counts, args.order, args.min_history_count)
-    save_lm(args.out, arrays)
-    print(f"{args.out}: order {args.order}, {len(counts)} words, {len(arrays['histories'])} histories, "
-          f"{os.path.getsize(args.out) / 1e6:.2f} MB")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

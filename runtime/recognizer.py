@@ -8,7 +8,7 @@ streams is stacking their states on the batch axis.
 
 Typical use::
 
-    rec = StreamingRecognizer()                 # the shipped model and the beam decoder with the LM
+    rec = StreamingRecognizer()                 # the shipped model and the word decoder with its LMs
     s = rec.create_stream()
     s.accept_samples(points)                    # (n, 4) x, y, t, pen_up_after; any chunking
     while rec.is_ready(s):
@@ -34,11 +34,11 @@ from runtime.decoders import CtcGreedyDecoder
 from runtime.features import NUM_FEATURES, FeatureExtractor
 from runtime.model import OnnxModel
 
-# The prefix beam search with the character LM: 18-31 % fewer character errors than greedy on
-# the held-out sets of the README's model card, for 16-55 % more CPU per pen sample (the bench's
-# real-time factor at 200 Hz, beam over greedy in the same run).
-DEFAULT_DECODER = "beam"
-DECODERS = ("greedy", "beam")  # what make_decoder builds
+# The word decoder (prefix beam search with the character LM inside words and the word LM at
+# word ends): on every validation set fewer character and word errors than the character beam
+# (docs/model_card.md), within the real-time budget.
+DEFAULT_DECODER = "word"
+DECODERS = ("greedy", "beam", "word")  # what make_decoder builds
 
 
 @dataclass(frozen=True)
@@ -110,9 +110,11 @@ class InkStream:
     so streams never share mutable settings.
     """
 
-    def __init__(self, recognizer: "StreamingRecognizer", endpoint: Optional[EndpointConfig] = None):
+    def __init__(self, recognizer: "StreamingRecognizer", endpoint: Optional[EndpointConfig] = None,
+                 user_words=None):
         self._rec = recognizer
         self.endpoint = recognizer.endpoint if endpoint is None else endpoint
+        self.user_words = user_words  # this stream's own (kept across reset); the word decoder reads them
         self._clear()
 
     def _clear(self) -> None:
@@ -120,7 +122,8 @@ class InkStream:
         rec = self._rec
         self.features = FeatureExtractor(rec.model.feature_config)
         self.h, self.c = rec.model.zero_state(1)
-        self.decoder_state = rec.decoder.new_state()
+        self.decoder_state = (rec.decoder.new_state() if self.user_words is None
+                              else rec.decoder.new_state(user_words=self.user_words))
         self.pending = np.zeros((0, NUM_FEATURES), np.float32)
         self.frame_samples: list = []  # per frame: index of the sample that completed it
         self.alignment: tuple = ()  # CharAlignment of the last result (reused by the next one)
@@ -234,9 +237,10 @@ class InkStream:
 class StreamingRecognizer:
     """Holds the model and decoder, serves any number of :class:`InkStream` objects.
 
-    ``decoder`` is ``"beam"`` (the default: CTC prefix beam search with the shipped character
-    language model; ``decoder_options`` go to :class:`runtime.beam.CtcPrefixBeamDecoder`) or
-    ``"greedy"`` (best path: the least CPU, no language model).
+    ``decoder`` is ``"word"`` (the default: CTC prefix beam search with the shipped character LM
+    inside words, the word LM at word ends and user words; ``decoder_options`` go to
+    :class:`runtime.word_beam.CtcWordBeamDecoder`), ``"beam"`` (the character LM alone:
+    :class:`runtime.beam.CtcPrefixBeamDecoder`) or ``"greedy"`` (best path: the least CPU, no LM).
     """
 
     def __init__(self, model_path: Optional[str | os.PathLike] = None, decoder: str = DEFAULT_DECODER,
@@ -246,11 +250,16 @@ class StreamingRecognizer:
         self.alphabet = self.model.alphabet
         self.endpoint = endpoint
         self.decoder = make_decoder(decoder, self.alphabet, **(decoder_options or {}))
+        self.decoder_name = decoder
 
     # ---- streams --------------------------------------------------------------------------
-    def create_stream(self, endpoint: Optional[EndpointConfig] = None) -> InkStream:
-        """A new stream with its own copy of the endpoint rules (``endpoint`` overrides the recognizer's)."""
-        return InkStream(self, endpoint)
+    def create_stream(self, endpoint: Optional[EndpointConfig] = None, user_words=None) -> InkStream:
+        """A new stream with its own copy of the endpoint rules (``endpoint`` overrides the recognizer's)
+        and, with the word decoder, its own user words (names, terms: a file, phrases, or
+        ``(phrase, boost)`` pairs) added to the recognizer's."""
+        if user_words is not None and self.decoder_name != "word":
+            raise ValueError(f"user words need the word decoder (this recognizer decodes with {self.decoder_name!r})")
+        return InkStream(self, endpoint, user_words)
 
     def is_ready(self, stream: InkStream) -> bool:
         """True when the stream has frames the model has not run yet."""

@@ -23,6 +23,8 @@ SUBCOMMANDS = {
     "serve": ("runtime.app.ui.server", "serve the live recognition web page", None),
     "demo": ("runtime.app.ui.demo", "the demo: emulated tablet -> recognizer -> web page", None),
     "synth": ("training.synthetic", "write synthetic handwriting samples", "train"),
+    "lm": ("training.lm_command", "build the word or character language model", "train"),
+    "fuzz": ("firmware_bridge.fuzz", "fuzz the serial protocol decoders (counts failures)", None),
 }
 
 

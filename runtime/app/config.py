@@ -32,13 +32,20 @@ class DecoderOption:
 
 
 # Every decoder option the command line knows (a decoder's defaults are in the decoder).
+BEAMS = ("beam", "word")
 DECODER_OPTIONS = (
-    DecoderOption("--beam-width", "beam_width", int, "hypotheses kept per frame"),
-    DecoderOption("--lm-weight", "lm_weight", float, "scale of the character LM (0 = none)"),
-    DecoderOption("--insertion-bonus", "insertion_bonus", float, "bonus per character"),
-    DecoderOption("--lm", "lm_path", str, "character LM file (default: the shipped one)"),
+    DecoderOption("--beam-width", "beam_width", int, "hypotheses kept per frame", BEAMS),
+    DecoderOption("--lm-weight", "lm_weight", float, "scale of the character LM (0 = none)", BEAMS),
+    DecoderOption("--insertion-bonus", "insertion_bonus", float, "bonus per character", BEAMS),
+    DecoderOption("--lm", "lm_path", str, "character LM file (default: the shipped one)", BEAMS),
     DecoderOption("--lexicon", "lexicon", str, "word list file; in-lexicon words get a bonus"),
     DecoderOption("--lexicon-bonus", "lexicon_bonus", float, "bonus per in-lexicon word"),
+    DecoderOption("--word-lm", "word_lm_path", str, "word n-gram LM, ARPA (default: the shipped one)", ("word",)),
+    DecoderOption("--word-weight", "word_weight", float, "scale of the word LM at each word's end", ("word",)),
+    DecoderOption("--oov-penalty", "oov_penalty", float, "added for a word the word LM does not know", ("word",)),
+    DecoderOption("--words", "user_words", str,
+                  "user words: a file of names and terms, one a line, optionally TAB and a boost", ("word",)),
+    DecoderOption("--words-boost", "user_word_boost", float, "boost of user words given without one", ("word",)),
 )
 
 
@@ -57,7 +64,8 @@ class DecoderConfig:
             if key not in known:
                 raise ValueError(f"unknown decoder option {key!r}")
             if self.name not in known[key].decoders:
-                raise ValueError(f"{known[key].flag} only applies to --decoder {' or '.join(known[key].decoders)}")
+                raise ValueError(f"{known[key].flag} only applies to --decoder {' or '.join(known[key].decoders)}"
+                                 f" (not {self.name})")
 
     @classmethod
     def of(cls, name: str = DEFAULT_DECODER, **options) -> "DecoderConfig":
