@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves the edge install works: a fresh venv with only the base install (numpy, onnxruntime,
 # pyserial, websockets: no torch, no onnx) runs `inkstream eval`, `inkstream bench --quick` and the
-# recognizer API (greedy and beam decoders) on a committed fixture.
+# recognizer API (greedy, beam and word decoders) on a committed fixture.
 #
 # Usage (from anywhere): tests/edge_install_check.sh      PYTHON=python3.11 to choose the interpreter,
 # MODEL=path.onnx to check another model than the shipped one.
@@ -35,11 +35,14 @@ for name in ("torch", "onnx", "wordfreq"):
 print("ok")
 EOF
 
-echo "== inkstream eval (greedy, then beam with the shipped LM)"
+echo "== inkstream eval (greedy, beam with the character LM, then the default: the word decoder with both LMs)"
 "$VENV/bin/inkstream" eval "$FIXTURE" --limit 3 --decoder greedy --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c \
   'import json,sys; r=json.loads(sys.stdin.read()); assert {"cer","wer","samples","chars"} <= set(r), r; print("ok", r["samples"], "samples")'
 "$VENV/bin/inkstream" eval "$FIXTURE" --limit 2 --decoder beam --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c \
   'import json,sys; r=json.loads(sys.stdin.read()); assert r["samples"] == 2, r; print("ok beam")'
+printf 'Jennifer\n' > words.txt
+"$VENV/bin/inkstream" eval "$FIXTURE" --limit 2 --words words.txt --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c \
+  'import json,sys; r=json.loads(sys.stdin.read()); assert r["samples"] == 2 and r["decoder"] == "word", r; print("ok word")'
 
 echo "== inkstream bench --quick"
 "$VENV/bin/inkstream" bench --quick --json "${MODEL_ARGS[@]}" | tail -n 1 | "$VENV/bin/python" -c '
@@ -48,13 +51,13 @@ r = json.loads(sys.stdin.read())
 keys = ["per_sample_us_chunk1", "per_sample_us_chunk4", "per_sample_us_chunk16", "floor_us_per_frame",
         "ort_call_overhead_us", "ratio_vs_rerun", "ratio_vs_torch", "per_stream_us_1", "per_stream_us_16",
         "per_stream_us_256", "rtf_200hz", "rss_mb"]
-delay = [f"{k}_{d}" for d in ("greedy", "beam") for k in ("emission_delay_p50_ms", "emission_delay_p90_ms",
+delay = [f"{k}_{d}" for d in ("greedy", "beam", "word") for k in ("emission_delay_p50_ms", "emission_delay_p90_ms",
                                                          "not_shown_at_pen_up", "emission_delay_chars")]
 missing = [k for k in keys + delay if k not in r]
 assert not missing, missing
 assert r["ratio_vs_torch"] is None, "torch must not be importable here"
 assert all(r[k] is not None for k in delay), "the emission delay needs no torch and no wordfreq"
-print("ok", {k: r[k] for k in ("rtf_200hz", "rss_mb", "emission_delay_p50_ms_beam", "emission_delay_p90_ms_beam")})'
+print("ok", {k: r[k] for k in ("rtf_200hz", "rss_mb", "emission_delay_p50_ms_word", "emission_delay_p90_ms_word")})'
 
 echo "== recognizer API"
 "$VENV/bin/python" - "$FIXTURE" "${MODEL:+$(realpath "$MODEL")}" <<'EOF'
@@ -66,8 +69,9 @@ from runtime.recognizer import EndpointConfig, StreamingRecognizer
 corpus = load_corpus(sys.argv[1])
 model = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
 pts = np.asarray(corpus.points(0), np.float64)
-for decoder in ("greedy", "beam"):
-    rec = StreamingRecognizer(model, decoder=decoder, endpoint=EndpointConfig(pause_s=1e9, line_break=False))
+for decoder in ("greedy", "beam", "word"):
+    rec = StreamingRecognizer(model, decoder=decoder, endpoint=EndpointConfig(pause_s=1e9, long_pause_s=1e9,
+                                                                             line_break=False))
     streams = [rec.create_stream() for _ in range(3)]
     for a in range(0, len(pts), 2):
         for s in streams:

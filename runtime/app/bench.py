@@ -31,7 +31,7 @@ the memory are measured once, at the end. :func:`run_bench` returns a :class:`Be
   ``model_1_over_256`` a one-row call over that (measured in the same blocks);
 * ``rtf_200hz``: processing time / ink time for a 200 Hz pen delivered as a serial reader sees
   it, a burst of 2 samples every 10 ms, each followed by decode and get_result, with the chosen
-  decoder; ``rtf_200hz_greedy`` and ``rtf_200hz_beam`` give both decoders;
+  decoder; ``rtf_200hz_greedy``, ``rtf_200hz_beam`` and ``rtf_200hz_word`` give each decoder;
 * ``emission_delay_p50_ms_{greedy,beam}``, ``emission_delay_p90_ms_*``: on the packaged synthetic
   lines whose glyph boundaries are known (``runtime/samples/delay_ink.npz``, written by
   :mod:`training.delay_ink`), fed at their own 200 Hz time stamps in bursts of 2, the time from a
@@ -95,7 +95,7 @@ PHRASE_HEIGHT = 100.0  # the bench ink's phrases are all scaled to this height
 BURST = 2
 CHUNKS = (1, 4, 16)
 STREAM_COUNTS = (1, 16, 256)
-COMPARED_DECODERS = ("greedy", "beam")  # the real-time factor and the emission delay are given for both
+COMPARED_DECODERS = ("greedy", "beam", "word")  # the real-time factor and the emission delay are given for each
 
 
 # ---- bench ink --------------------------------------------------------------------------------
