@@ -185,3 +185,14 @@ def test_fuzzer_restart_kind_short_run():
     outcomes = collections.Counter(fuzz.check_inkstream("restart", rng) for _ in range(300))
     assert not [o for o in outcomes if o.startswith("FAIL")], outcomes
     assert outcomes["ok (frames dropped)"] > 0  # the lost-HELLO cases did happen
+
+
+def test_the_fuzz_command_counts_its_inputs_and_passes():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "fuzz", "--seconds", "1", "--seed", "3"],
+                       cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("seed 3, ") and " inputs in " in r.stdout and "FAIL" not in r.stdout

@@ -124,3 +124,22 @@ def test_ctrl_c_stops_eval_with_one_line():
     finally:
         proc.kill()
     assert proc.returncode == 130 and err.strip() == "inkstream eval: interrupted", err
+
+
+def test_serve_runs_the_page_until_ctrl_c():
+    import re
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.app.cli", "serve", "--source", "browser", "--port", "0",
+                             "--decoder", "greedy"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert "app.js" in urllib.request.urlopen(url.group(0) + "/", timeout=10).read().decode()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "stopped" in out, err

@@ -242,3 +242,27 @@ def test_size_sweep_benches_an_untrained_model_of_the_asked_shape():
     (row,) = sweep([(1, 16)], quick=True, log=lines.append)
     assert (row["layers"], row["hidden"]) == (1, 16) and lines[0].startswith("1x16:")
     assert row["step_us_1frame"] > 0 and row["floor_us_per_frame"] > 0 and row["rtf_200hz"] > 0
+
+
+def test_export_command_and_training_further_from_the_exported_file(tiny_run, tmp_path):
+    """inkstream export writes the files; --init FILE.onnx reads the float32 weights back (gate
+    order and biases undone), so a shipped model can be trained further; int8 is refused."""
+    from runtime.model import OnnxModel
+    from training.onnx_import import checkpoint_from_onnx
+    from training.train import model_from_checkpoint
+
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "export", str(tiny_run / "best.pt"), "--out",
+                        str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    onnx_file = tmp_path / "model.onnx"
+    model = model_from_checkpoint(checkpoint_from_onnx(onnx_file))
+    x = np.random.default_rng(0).standard_normal((2, 9, 7)).astype(np.float32)
+    om = OnnxModel(onnx_file)
+    h, c = om.zero_state(2)
+    expected, _, _ = om.step(x, h, c)
+    got, _, _ = model(torch.from_numpy(x))
+    assert np.abs(got.detach().numpy() - expected).max() < 1e-4
+    with pytest.raises(ValueError, match="int8"):
+        checkpoint_from_onnx(tmp_path / "model.int8.onnx")
+    r = _train(tmp_path / "again", "--init", str(onnx_file), "--max-steps", "3", "--eval-every", "3")
+    assert r.returncode == 0 and f"[init] weights from {onnx_file}" in r.stdout, r.stderr[-2000:]

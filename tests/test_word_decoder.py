@@ -294,3 +294,23 @@ def test_user_words_from_the_command_line(tmp_path):
     assert plain.returncode == named.returncode == 0, (plain.stderr, named.stderr)
     finals = lambda out: [line for line in out.splitlines() if not line.startswith("~ ")]
     assert finals(plain.stdout) != ["Bad Homburg"] and finals(named.stdout) == ["Bad Homburg"]
+
+
+def test_the_lm_command_builds_a_word_lm_the_decoder_reads(tmp_path):
+    pytest.importorskip("wordfreq", reason="building the word LM needs the train extra (wordfreq)")
+    import subprocess
+    import sys
+
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat.\nthe dog sat on the log, and the cat ran.\n" * 3)
+    out = tmp_path / "lm.arpa.gz"
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "lm", "words", "--text", str(text), "--out", str(out),
+                        "--vocab", "20", "--min-top-count", "1", "--min-bigram-count", "1"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lm = WordLanguageModel(out)
+    assert "cat" in lm and "zebra" not in lm
+    refused = subprocess.run([sys.executable, "-m", "runtime.app.cli", "lm", "words", "--text",
+                              str(tmp_path / "iamondb_val.txt"), "--out", str(out)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2
