@@ -1,4 +1,6 @@
-"""Shared test helpers: where the fixtures and the team's shared data live."""
+"""Shared test helpers: where the fixtures and the team's shared data live; reading a pen source."""
+import queue
+import time
 from pathlib import Path
 
 import pytest
@@ -14,3 +16,27 @@ def need_shared(*parts) -> Path:
     if not p.exists():
         pytest.skip(f"needs the team's shared data at {p} (absent on this machine)")
     return p
+
+
+def collect_samples(source, until, timeout: float = 15.0):
+    """Samples read from ``source`` until ``until(samples)`` holds or ``timeout`` seconds pass."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while not until(got) and time.monotonic() < deadline:
+        got += source.read(timeout=0.1)
+    return got
+
+
+def wait_event(source, state: str, timeout: float = 15.0):
+    """The first event of ``source`` in ``state``; fails naming the states seen after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            event = source.events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        seen.append(event.state)
+        if event.state == state:
+            return event
+    pytest.fail(f"no '{state}' event within {timeout} s (saw {seen})")

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import collect_samples, wait_event
 from firmware_bridge import inkstream
 from firmware_bridge.emulator import EmulatedTablet, EmulatorConfig
 from firmware_bridge.firmware import inkstream_protocol as device
@@ -26,26 +27,8 @@ def _inks():
     return [(stroke, 10.0)]
 
 
-def _collect(source, until, timeout=WAIT):
-    got = []
-    deadline = time.monotonic() + timeout
-    while not until(got) and time.monotonic() < deadline:
-        got += source.read(timeout=0.1)
-    return got
 
 
-def _wait_event(source, state, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        try:
-            event = source.events.get(timeout=0.1)
-        except Exception:
-            continue
-        seen.append(event.state)
-        if event.state == state:
-            return event
-    pytest.fail(f"no '{state}' event within {timeout} s (saw {seen})")
 
 
 # -- item 1: device restarts, decoder level (exact) -------------------------------------------
@@ -137,16 +120,16 @@ def test_a_device_restart_with_a_lost_hello_or_a_late_old_frame_recovers_over_a_
     with EmulatedTablet(_inks(), EmulatorConfig(speed=4.0, loop=True, seed=3)) as tablet:
         tablet.start()
         with open_source(f"serial:{tablet.path}") as source:
-            got = _collect(source, lambda g: sum(s.tip for s in g) >= 10)
+            got = collect_samples(source, lambda g: sum(s.tip for s in g) >= 10)
             # the late frame's seq lies "ahead" of the new session's: the case that was taken
             deadline = time.monotonic() + WAIT
             while fault == "replay_last" and not 20 <= tablet._encoder.seq <= 100 and time.monotonic() < deadline:
                 got += source.read(timeout=0.01)
             tablet.reboot(**{fault: True})
-            event = _wait_event(source, DEVICE_RESTARTED, timeout=5.0)
+            event = wait_event(source, DEVICE_RESTARTED, timeout=5.0)
             assert "new session" in event.detail
             n = len(got)
-            got += _collect(source, lambda g: sum(s.tip for s in g) >= 10, timeout=5.0)
+            got += collect_samples(source, lambda g: sum(s.tip for s in g) >= 10, timeout=5.0)
             assert sum(s.tip for s in got[n:]) >= 10, "no ink after the restart"
             assert source.decoder.restarts == 1 and source.session_breaks == 1
             # the new session's frames were not dropped while its clock was behind the old one
@@ -165,16 +148,16 @@ def test_a_frozen_device_is_reported_stalled_and_resumed():
     with EmulatedTablet(_inks(), EmulatorConfig(speed=4.0, loop=True, heartbeat_period=0.2)) as tablet:
         tablet.start()
         with open_source(f"serial:{tablet.path}", stall_timeout=0.6) as source:
-            _wait_event(source, CONNECTED)
-            assert sum(s.tip for s in _collect(source, lambda g: sum(s.tip for s in g) >= 10)) >= 10
+            wait_event(source, CONNECTED)
+            assert sum(s.tip for s in collect_samples(source, lambda g: sum(s.tip for s in g) >= 10)) >= 10
             tablet.freeze()
-            event = _wait_event(source, STALLED, timeout=5.0)
+            event = wait_event(source, STALLED, timeout=5.0)
             assert "no frame" in event.detail and "heartbeat" in event.detail
-            tail = _collect(source, lambda g: False, timeout=0.3)
+            tail = collect_samples(source, lambda g: False, timeout=0.3)
             assert not tail or not tail[-1].tip  # the open stroke was ended
             tablet.thaw()
-            event = _wait_event(source, RESUMED, timeout=5.0)
-            assert _collect(source, lambda g: sum(s.tip for s in g) >= 10, timeout=5.0)
+            event = wait_event(source, RESUMED, timeout=5.0)
+            assert collect_samples(source, lambda g: sum(s.tip for s in g) >= 10, timeout=5.0)
 
 
 # -- item 2: paths that can never be a serial port -------------------------------------------------
@@ -196,7 +179,7 @@ def test_a_character_device_that_is_not_a_terminal_ends_the_reader_with_a_messag
         pytest.skip("no /dev/null")
     source = open_source("serial:/dev/null", policy=ReconnectPolicy(first_delay=0.01, max_delay=0.02))
     try:
-        event = _wait_event(source, OPEN_FAILED)
+        event = wait_event(source, OPEN_FAILED)
         assert "not a terminal" in event.detail
         source.reader.join(WAIT)
         assert not source.reader.is_alive() and source.ended
@@ -216,12 +199,12 @@ def test_a_missing_device_in_an_existing_folder_is_retried_until_it_appears(tmp_
         failures = 0
         deadline = time.monotonic() + WAIT
         while failures < 3 and time.monotonic() < deadline:
-            failures += _wait_event(source, OPEN_FAILED).state == OPEN_FAILED
+            failures += wait_event(source, OPEN_FAILED).state == OPEN_FAILED
         assert source.reader.is_alive()
         with EmulatedTablet(_inks(), EmulatorConfig(speed=4.0, loop=True)) as tablet:
             tablet.start()
             os.symlink(tablet.path, link)  # plugged in
-            _wait_event(source, CONNECTED)
-            assert _collect(source, lambda g: sum(s.tip for s in g) >= 5)
+            wait_event(source, CONNECTED)
+            assert collect_samples(source, lambda g: sum(s.tip for s in g) >= 5)
     finally:
         source.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import collect_samples, wait_event
 from firmware_bridge.emulator import INKSTREAM_AREA, ISDV4_AREA, EmulatedTablet, EmulatorConfig
 import serial
 
@@ -40,24 +41,8 @@ def _expected_reports(area):
     return out
 
 
-def _collect(source, until, timeout=WAIT):
-    got = []
-    deadline = time.monotonic() + timeout
-    while not until(got) and time.monotonic() < deadline:
-        got += source.read(timeout=0.1)
-    return got
 
 
-def _wait_event(source, state, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            event = source.events.get(timeout=0.1)
-        except Exception:
-            continue
-        if event.state == state:
-            return event
-    pytest.fail(f"no '{state}' event within {timeout} s")
 
 
 def _readline(proc, timeout=WAIT):
@@ -76,7 +61,7 @@ def test_clean_replay_through_a_real_pty_gives_every_report(protocol, scheme, ar
     with EmulatedTablet(_inks(), EmulatorConfig(protocol=protocol, speed=8.0)) as tablet:
         tablet.start()
         with open_source(f"{scheme}:{tablet.path}") as source:
-            got = _collect(source, lambda g: len(g) >= len(expected))
+            got = collect_samples(source, lambda g: len(g) >= len(expected))
             assert [(int(s.x), int(s.y), s.tip, s.proximity) for s in got] == expected
             assert source.info.x_max == area.x_max and source.info.units_per_mm == area.units_per_mm
             assert source.errors.total_bad_frames() == 0 and source.errors.lost == 0
@@ -94,7 +79,7 @@ def test_noise_is_counted_and_inkstream_never_yields_a_corrupted_sample(protocol
     with EmulatedTablet(_inks(), config) as tablet:
         tablet.start()
         with open_source(f"{scheme}:{tablet.path}") as source:
-            got = _collect(source, lambda g: len(g) >= 2 * len(expected))
+            got = collect_samples(source, lambda g: len(g) >= 2 * len(expected))
             errors = source.errors
     assert tablet.stats.bytes_corrupted > 0
     assert errors.total_bad_frames() + errors.stray_bytes > 0
@@ -113,19 +98,19 @@ def test_reader_reconnects_when_the_port_vanishes_and_comes_back(tmp_path):
     os.symlink(first.path, link)
     source = open_source(f"serial:{link}", policy=policy)
     try:
-        _wait_event(source, CONNECTED)
-        assert _collect(source, lambda g: any(s.tip for s in g))
+        wait_event(source, CONNECTED)
+        assert collect_samples(source, lambda g: any(s.tip for s in g))
         first.close()  # unplugged mid-stroke
-        _wait_event(source, DISCONNECTED)
+        wait_event(source, DISCONNECTED)
         # While unplugged the open stroke is closed by a synthetic pen-left sample.
-        tail = _collect(source, lambda g: any(not s.proximity for s in g), timeout=2.0)
+        tail = collect_samples(source, lambda g: any(not s.proximity for s in g), timeout=2.0)
         assert tail and not tail[-1].tip
         second = EmulatedTablet(_inks(), EmulatorConfig(speed=4.0)).start()
         tmp = tmp_path / "ttyTablet.new"
         os.symlink(second.path, tmp)
         os.replace(tmp, link)  # the device re-enumerates at the same path
-        _wait_event(source, CONNECTED)
-        again = _collect(source, lambda g: sum(s.tip for s in g) >= 10)
+        wait_event(source, CONNECTED)
+        again = collect_samples(source, lambda g: sum(s.tip for s in g) >= 10)
         assert sum(s.tip for s in again) >= 10 and again[0].t == 0.0  # clock restarted for the new device
         assert 0x12 in second.stats.commands and 0x10 in second.stats.commands  # described and started again
         second.close()
@@ -144,7 +129,7 @@ def test_emulate_cli_prints_the_path_first_and_replays_the_fixture():
         path = _readline(proc).strip()
         assert path.startswith("/dev/"), proc.stderr.read() if proc.poll() is not None else path
         with open_source(f"isdv4:{path}") as source:
-            got = _collect(source, lambda g: len(g) >= 123)  # 3 strokes x 40 points + 3 pen-left reports
+            got = collect_samples(source, lambda g: len(g) >= 123)  # 3 strokes x 40 points + 3 pen-left reports
         assert len(got) == 123 and sum(not s.tip for s in got) == 3
         assert proc.wait(timeout=WAIT) == 0
         assert "sent 123 samples" in proc.stderr.read()
@@ -160,14 +145,14 @@ def test_inkstream_device_restart_on_an_open_port_resumes_the_stream_with_monoto
     with EmulatedTablet(_inks(), EmulatorConfig(speed=4.0, loop=True)) as tablet:
         tablet.start()
         with open_source(f"serial:{tablet.path}") as source:
-            got = _collect(source, lambda g: sum(s.tip for s in g) >= 10)
+            got = collect_samples(source, lambda g: sum(s.tip for s in g) >= 10)
             assert sum(s.tip for s in got) >= 10
             starts_before = tablet.stats.commands.count(0x10)
             tablet.reboot()
-            event = _wait_event(source, DEVICE_RESTARTED)
+            event = wait_event(source, DEVICE_RESTARTED)
             assert "new session" in event.detail
             n = len(got)
-            got += _collect(source, lambda g: sum(s.tip for s in g) >= 10)
+            got += collect_samples(source, lambda g: sum(s.tip for s in g) >= 10)
             assert sum(s.tip for s in got[n:]) >= 10  # streaming again after the restart
             assert tablet.stats.commands.count(0x10) > starts_before and tablet.stats.reboots == 1
             assert source.decoder.restarts == 1
