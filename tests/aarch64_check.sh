@@ -247,31 +247,7 @@ inside_q sh -c "cd $RUN && inkstream eval $FIXTURE --limit 1 --decoder greedy --
   'import json,sys; r=json.loads(sys.stdin.read()); assert r["samples"] == 1, r; print("ok the inkstream command runs")'
 
 step "recognizer API: 3 streams fed 2 samples at a time == whole-sample recognize, greedy and beam"
-inside_q sh -c "cd $RUN && python -W error::RuntimeWarning - $FIXTURE" <<'EOF'
-import sys
-import numpy as np
-from runtime.ink import load_corpus
-from runtime.recognizer import EndpointConfig, StreamingRecognizer
-
-corpus = load_corpus(sys.argv[1])
-pts = np.asarray(corpus.points(0), np.float64)
-for decoder in ("greedy", "beam"):
-    rec = StreamingRecognizer(None, decoder=decoder, endpoint=EndpointConfig(pause_s=1e9, line_break=False))
-    streams = [rec.create_stream() for _ in range(3)]
-    for a in range(0, len(pts), 2):
-        for s in streams:
-            s.accept_samples(pts[a:a + 2])
-        rec.decode_streams(streams)
-    for s in streams:
-        s.input_finished()
-    rec.decode_streams(streams)
-    texts = {rec.get_result(s).text for s in streams}
-    assert texts == {rec.recognize(pts).text}, (decoder, texts)
-    assert all(rec.get_result(s).is_final for s in streams)
-    print(f"ok {decoder}: {texts.pop()!r}")
-for banned in ("torch", "onnx"):
-    assert banned not in sys.modules, banned
-EOF
+inside_q sh -c "cd $RUN && python -W error::RuntimeWarning $SRC/tests/api_check.py $FIXTURE"
 
 step "model log-probabilities on fixture sample 0: aarch64 against the x86 host, int8 (shipped) and float32"
 cat > "$ROOT$RUN/logprobs.py" <<'EOF'

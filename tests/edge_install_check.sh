@@ -60,33 +60,7 @@ assert all(r[k] is not None for k in delay), "the emission delay needs no torch 
 print("ok", {k: r[k] for k in ("rtf_200hz", "rss_mb", "emission_delay_p50_ms_word", "emission_delay_p90_ms_word")})'
 
 echo "== recognizer API"
-"$VENV/bin/python" - "$FIXTURE" "${MODEL:+$(realpath "$MODEL")}" <<'EOF'
-import sys
-import numpy as np
-from runtime.ink import load_corpus
-from runtime.recognizer import EndpointConfig, StreamingRecognizer
-
-corpus = load_corpus(sys.argv[1])
-model = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
-pts = np.asarray(corpus.points(0), np.float64)
-for decoder in ("greedy", "beam", "word"):
-    rec = StreamingRecognizer(model, decoder=decoder, endpoint=EndpointConfig(pause_s=1e9, long_pause_s=1e9,
-                                                                             line_break=False))
-    streams = [rec.create_stream() for _ in range(3)]
-    for a in range(0, len(pts), 2):
-        for s in streams:
-            s.accept_samples(pts[a:a + 2])
-        rec.decode_streams(streams)
-    for s in streams:
-        s.input_finished()
-    rec.decode_streams(streams)
-    texts = {rec.get_result(s).text for s in streams}
-    assert texts == {rec.recognize(pts).text}, (decoder, texts)
-    assert all(rec.get_result(s).is_final for s in streams)
-for banned in ("torch", "onnx"):
-    assert banned not in sys.modules, banned
-print("ok")
-EOF
+"$VENV/bin/python" "$REPO/tests/api_check.py" "$FIXTURE" "${MODEL:+$(realpath "$MODEL")}"
 echo "== inkstream demo --no-ui (emulated tablet on a pty -> serial reader -> recognizer)"
 timeout 300 "$VENV/bin/inkstream" demo --no-ui --speed 20 "${MODEL_ARGS[@]}" > demo.out
 grep -q . demo.out && echo "ok $(wc -l < demo.out) lines"
