@@ -431,6 +431,7 @@ def test_browser_writing_is_recognised_like_offline_and_broadcast(browser, recog
             time.sleep(0.05)  # every sample reached the server
         browser.find_element(By.ID, "end-line-button").click()  # a pause alone does not end a line
         wait_for(browser, "inkstreamApp.history.length === 1")
+        wait_for(browser, "document.getElementById('stat-errors-box').hidden")  # no serial line here
         page = browser.execute_script("const h = inkstreamApp.history[0]; return {text: h.text, rows: h.rows,"
                                       " shown: document.querySelector('#final-lines li .text-line').dataset.text}")
         line = server.session.history[0]

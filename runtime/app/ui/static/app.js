@@ -61,6 +61,7 @@ function connect() {
     const delay = app.reconnectDelay;
     app.reconnectDelay = Math.min(app.reconnectDelay * 2, RECONNECT_MAX_MS);  // back off
     setStatus("closed", `disconnected, retrying in ${(delay / 1000).toFixed(1)} s`);
+    clearStats();  // figures of a connection that is gone would read as live
     setTimeout(() => { app.reconnects += 1; connect(); }, delay);
   };
 }
@@ -189,9 +190,16 @@ function onClear() {
   renderLive();
 }
 
+function clearStats() {
+  for (const id of ["stat-rate", "stat-latency", "stat-rtf"]) $(id).textContent = "–";
+  app.latencyMs = null;
+}
+
 function onStats(msg) {
   $("stat-rate").textContent = msg.samples_per_s.toFixed(0);
-  $("stat-rtf").textContent = msg.rtf === null ? "–" : msg.rtf.toFixed(3);
+  // nothing decoded in the window: no real-time factor to show (0.000 would claim one)
+  $("stat-rtf").textContent = msg.rtf === null || msg.rtf <= 0 ? "–" : msg.rtf.toFixed(3);
+  $("stat-errors-box").hidden = app.penInput;  // the page's own pen has no serial line
   const errors = msg.serial_errors;
   $("stat-errors").textContent = errors.total;
   const box = $("stat-errors-box");
