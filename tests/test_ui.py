@@ -574,3 +574,32 @@ def test_saved_lines_are_inkml_with_their_text_and_a_new_session_starts_from_the
     finally:
         session.close()
     assert len(list((tmp_path / "notes").glob("line-*.inkml"))) == 4
+
+
+def test_ink_written_while_the_server_is_down_is_kept_and_sent_when_it_returns(browser, recognizer):
+    from selenium.webdriver.common.by import By
+
+    server = start_server(recognizer)
+    port = server.port
+    try:
+        browser.get(server.url)
+        wait_for(browser, "inkstreamApp.connected && inkstreamApp.penInput")
+        server.stop()
+        wait_for(browser, "!inkstreamApp.connected")
+        points = canvas_points(sample_points(2))
+        browser.execute_script(DRAW_JS, points)  # written with no server to send it to
+        kept = wait_for(browser, "inkstreamApp.pendingSamples.length")
+        assert kept >= len(points)
+        assert "kept, sent when the connection returns" in browser.find_element(By.ID, "unsent").text
+        server = start_server(recognizer, config=ServerConfig(port=port))  # the server comes back
+        wait_for(browser, "inkstreamApp.connected && inkstreamApp.pendingSamples.length === 0", timeout=60)
+        deadline = time.monotonic() + 30
+        while server.session.rows_received < len(points) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        browser.find_element(By.ID, "end-line-button").click()
+        wait_for(browser, "inkstreamApp.history.length === 1")
+        line = server.session.history[0]
+        assert len(line["rows"]) == len(points)  # nothing written offline was lost
+        assert browser.find_element(By.ID, "unsent").get_attribute("hidden") is not None
+    finally:
+        server.stop()

@@ -33,6 +33,7 @@ const app = {
   latencyMs: null,
   errors: [],          // error messages received from the server
   pendingSamples: [],
+  unsentDropped: 0,
   activeStroke: null,  // local echo of the stroke being written
   messagesReceived: 0,
 };
@@ -57,6 +58,7 @@ function connect() {
   };
   ws.onclose = () => {
     app.connected = false;
+    showUnsent();
     if (app.ws !== ws) return;
     const delay = app.reconnectDelay;
     app.reconnectDelay = Math.min(app.reconnectDelay * 2, RECONNECT_MAX_MS);  // back off
@@ -134,6 +136,12 @@ function onHello(msg) {
   $("pen-hint").hidden = !app.penInput || app.rows.length > 0;
   renderHistory();
   renderLive();
+  if (app.penInput) flushPen();  // what was written while the connection was down
+  else if (app.pendingSamples.length) {  // a server whose source is a device takes no pen input
+    showError(`${app.pendingSamples.length} pen samples written offline were not sent: this source takes no pen input`);
+    app.pendingSamples = [];
+    showUnsent();
+  }
 }
 
 function onUpdate(msg) {
@@ -304,6 +312,9 @@ function renderLive() {
   if (app.activeStroke && app.activeStroke.length) {
     drawInk(ctx, app.activeStroke.map(([x, y]) => [x, y, 0, 0]), tf, null, 3);
   }
+  if (!app.connected && app.pendingSamples.length) {  // written offline: drawn until it is sent
+    drawInk(ctx, app.pendingSamples.map(([x, y, , tip]) => [x, y, 0, tip ? 0 : 1]), tf, null, 3);
+  }
   renderText($("hypothesis"), app.text, app.chars, "live");
   renderGraves();
 }
@@ -413,11 +424,29 @@ function renderGraves() {
 }
 
 // ---- writing on the page -------------------------------------------------------------------------
+// Samples written while the connection is down wait here and go out, in order, when it is back
+// (after a server restart too); past MAX_UNSENT the oldest are dropped, and the page says so.
+const MAX_UNSENT = 200000;
 function flushPen() {
-  while (app.pendingSamples.length) {
-    const batch = app.pendingSamples.splice(0, app.maxSamplesPerMessage);
-    if (!send({ type: "pen", samples: batch })) { app.pendingSamples = []; return; }
+  if (app.pendingSamples.length > MAX_UNSENT) {
+    const dropped = app.pendingSamples.length - MAX_UNSENT;
+    app.pendingSamples.splice(0, dropped);
+    app.unsentDropped += dropped;
   }
+  while (app.pendingSamples.length) {
+    const batch = app.pendingSamples.slice(0, app.maxSamplesPerMessage);
+    if (!send({ type: "pen", samples: batch })) break;  // offline: keep them
+    app.pendingSamples.splice(0, batch.length);
+  }
+  showUnsent();
+}
+
+function showUnsent() {
+  const el = $("unsent");
+  const n = app.connected ? 0 : app.pendingSamples.length;
+  el.hidden = n === 0 && app.unsentDropped === 0;
+  el.textContent = (n ? `offline: ${n} pen samples kept, sent when the connection returns` : "") +
+    (app.unsentDropped ? ` (${app.unsentDropped} of the oldest dropped: over ${MAX_UNSENT})` : "");
 }
 
 function penSample(event, tip) {
