@@ -61,3 +61,21 @@ def test_demo_command_line_exits_after_the_replay(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "emulated tablet on /dev/pts/" in done.stdout
     assert "inkstream demo: done, " in done.stdout and "pen samples received" in done.stdout
+
+
+def test_the_demo_tells_the_truth_beside_what_it_read():
+    """Each sample's truth is printed once all its lines are in, with the running CER; a sample
+    read as two lines counts as their join, one read as nothing as an empty hypothesis."""
+    from runtime.app.ui.demo import TruthTeller
+
+    out = io.StringIO()
+    teller = TruthTeller(["easy exams", "ab", "cd"], [10, 5, 4], out)
+    teller.line({"text": "easy", "rows": [[0]] * 6})
+    assert out.getvalue() == ""  # 4 of the first sample's rows are still to come
+    teller.line({"text": "exams", "rows": [[0]] * 4})
+    assert out.getvalue() == "    truth: 'easy exams', read 'easy exams'  (running CER 0.0 % over 1 samples)\n"
+    teller.line({"text": "xb", "rows": [[0]] * 5})
+    teller.finish()  # "cd" was never read
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "    truth: 'ab', read 'xb'  (running CER 8.3 % over 2 samples)"
+    assert lines[2] == "    truth: 'cd', read ''  (running CER 21.4 % over 3 samples)"

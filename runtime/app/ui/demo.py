@@ -9,6 +9,8 @@ samples have been replayed (unless ``--loop``).
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import sys
 import time
@@ -20,6 +22,7 @@ from runtime.app.errors import USER_ERRORS, fail
 from runtime.app.live import LiveRecognition, error_counts, serial_error_count
 from runtime.app.sources import DEMO_SAMPLES, open_pen_source
 from runtime.app.terminal import LineOutput, TerminalView
+from runtime.metrics import ErrorCounter
 from runtime.recognizer import StreamingRecognizer
 
 __all__ = ["DemoResult", "run_terminal", "configure", "run"]
@@ -42,6 +45,38 @@ class DemoResult:
     bytes_corrupted: int = 0
 
 
+class TruthTeller:
+    """The demo knows what each replayed sample says: once a sample's lines are all in, print its
+    truth beside what was read, and the running CER over the samples so far. A line belongs to the
+    sample its first row came from (the emulator replays them in order, one after the other)."""
+
+    def __init__(self, texts: list, lengths: list, out: TextIO):
+        self.texts, self.out = texts, out
+        self.ends = list(itertools.accumulate(lengths))  # row index where each sample ends
+        self.rows = 0
+        self.read: dict = {}  # sample index -> the lines read from it
+        self.told = 0  # samples whose truth was printed
+        self.counter = ErrorCounter()
+
+    def line(self, line: dict) -> None:
+        sample = bisect.bisect_right(self.ends, self.rows)
+        self.rows += len(line["rows"])
+        self.read.setdefault(sample, []).append(line["text"])
+        self._tell(upto=bisect.bisect_right(self.ends, self.rows))  # the samples whose rows are all in
+
+    def finish(self) -> None:
+        self._tell(upto=len(self.texts))
+
+    def _tell(self, upto: int) -> None:
+        while self.told < min(upto, len(self.texts)):
+            ref, hyp = self.texts[self.told], " ".join(t for t in self.read.get(self.told, []) if t)
+            self.counter.add(ref, hyp)
+            self.out.write(f"    truth: {ref!r}, read {hyp!r}  (running CER {100 * self.counter.cer:.1f} % "
+                           f"over {self.counter.samples} samples)\n")
+            self.told += 1
+        self.out.flush()
+
+
 def run_terminal(samples_path: str = str(DEMO_SAMPLES), speed: float = 1.0, loop: bool = False,
                  out: TextIO = sys.stdout, recognizer: Optional[StreamingRecognizer] = None,
                  config: AppConfig = AppConfig()) -> DemoResult:
@@ -59,10 +94,19 @@ def run_terminal(samples_path: str = str(DEMO_SAMPLES), speed: float = 1.0, loop
     view = TerminalView(LineOutput(out, tty=getattr(out, "isatty", lambda: False)()), name=live_source.name,
                         log=out, prog=PROG)
     live = view.attach(LiveRecognition(live_source.source, recognizer, clock_speed=speed))
+    truth = TruthTeller([ink.text for ink in live_source.inks], [ink.num_points for ink in live_source.inks], out)
+    final = live.on_final
+
+    def final_with_truth(result, num_samples):
+        final(result, num_samples)
+        truth.line(view.lines[-1])
+
+    live.on_final = final_with_truth
     try:
         while not live_source.replay_over(live.samples_received):
             live.poll(POLL_S)
         live.end_line()
+        truth.finish()
     finally:
         live_source.close()
     errors = live_source.source.errors
@@ -72,7 +116,8 @@ def run_terminal(samples_path: str = str(DEMO_SAMPLES), speed: float = 1.0, loop
         serial_errors=error_counts(errors), bytes_dropped_unread=tablet.stats.bytes_dropped_unread,
         bytes_corrupted=tablet.stats.bytes_corrupted)
     out.write(f"{PROG}: done, {live.samples_received}/{tablet.stats.samples_sent} pen samples received, "
-              f"{len(result.lines)} lines, serial errors: {serial_error_count(errors)}\n")
+              f"{len(result.lines)} lines, serial errors: {serial_error_count(errors)}; CER "
+              f"{100 * truth.counter.cer:.1f} % against what the {truth.counter.samples} samples say\n")
     out.flush()
     return result
 
