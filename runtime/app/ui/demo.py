@@ -139,7 +139,8 @@ def configure(parser) -> None:
     from runtime.app.ui.server import add_server_arguments
 
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed (2: twice as fast as written)")
-    parser.add_argument("--loop", action="store_true", help="replay the samples again and again")
+    parser.add_argument("--loop", action="store_true",
+                        help="with --no-ui: replay the samples again and again (the page always does)")
     parser.add_argument("--no-ui", action="store_true", help="print the hypothesis in the terminal instead of serving the page")
     parser.add_argument("--no-browser", action="store_true", help="serve the page but do not open a browser")
     parser.add_argument("--samples", default=str(DEMO_SAMPLES), help="ink to replay (corpus .npz or ink file)")
@@ -158,7 +159,8 @@ def run(args) -> int:
         return 0
     from runtime.app.ui.server import open_server, serve_until_interrupted
 
-    server = open_server(args, f"emulator:{args.samples}", loop=args.loop, prog=PROG)
+    # the page never ends silently: the tablet replays the samples again and again
+    server = open_server(args, f"emulator:{args.samples}", loop=True, prog=PROG)
     if server is None:
         return 2
     return serve_until_interrupted(server, open_browser=not args.no_browser and _can_open_browser(), prog=PROG)

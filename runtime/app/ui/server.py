@@ -377,7 +377,8 @@ def serve_until_interrupted(server: LiveServer, open_browser: bool, prog: str = 
             await asyncio.sleep(0.02)
         if task.done():
             return await task
-        print(f"inkstream: serving {server.live.name} on {server.url}", flush=True)
+        print(f"inkstream: serving {server.live.name} on {server.url} (open it in a web browser; Ctrl-C stops)",
+              flush=True)
         if open_browser:
             import webbrowser
 
