@@ -375,11 +375,12 @@ def wait_for(driver, script, timeout=30.0):
 
 DRAW_JS = """
 const points = arguments[0];
+const pointerType = arguments[1] || 'pen';
 const canvas = document.getElementById('ink-canvas');
 const box = canvas.getBoundingClientRect();
 let down = false;
 for (const [x, y, up] of points) {
-  const init = {pointerId: 1, pointerType: 'pen', isPrimary: true, bubbles: true, cancelable: true,
+  const init = {pointerId: 1, pointerType, isPrimary: true, bubbles: true, cancelable: true,
                 clientX: box.left + x, clientY: box.top + y, pressure: 0.5, buttons: 1};
   canvas.dispatchEvent(new PointerEvent(down ? 'pointermove' : 'pointerdown', init));
   down = true;
@@ -602,4 +603,36 @@ def test_ink_written_while_the_server_is_down_is_kept_and_sent_when_it_returns(b
         assert len(line["rows"]) == len(points)  # nothing written offline was lost
         assert browser.find_element(By.ID, "unsent").get_attribute("hidden") is not None
     finally:
+        server.stop()
+
+
+def test_a_phone_sized_page_has_no_sideways_scroll_and_takes_touch(browser, recognizer):
+    """400 x 800 (a phone): touch writing is recognised, and neither the page nor a long final
+    line scrolls sideways or cuts the text."""
+    from selenium.webdriver.common.by import By
+
+    server = start_server(recognizer)
+    try:
+        browser.set_window_size(400, 800)
+        browser.get(server.url)
+        wait_for(browser, "inkstreamApp.connected && inkstreamApp.penInput")
+        width = browser.execute_script("return document.getElementById('ink-canvas').getBoundingClientRect().width")
+        points = canvas_points(sample_points(7), width=width - 40, height=120)  # the longest demo line
+        browser.execute_script(DRAW_JS, points, "touch")
+        deadline = time.monotonic() + 30
+        while server.session.rows_received < len(points) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        browser.find_element(By.ID, "end-line-button").click()
+        wait_for(browser, "inkstreamApp.history.length === 1")
+        assert server.session.history[0]["rows"] and len(server.session.history[0]["rows"]) == len(points)
+        overflow = browser.execute_script("""
+            const doc = document.documentElement;
+            const wide = [...document.querySelectorAll('body *')].filter(
+                (e) => e.getClientRects().length && e.getBoundingClientRect().right > doc.clientWidth + 1);
+            const cut = [...document.querySelectorAll('.text-line')].filter((e) => e.scrollWidth > e.clientWidth + 1);
+            return {page: doc.scrollWidth - doc.clientWidth, wide: wide.map((e) => e.tagName + '#' + e.id),
+                    cut: cut.length};""")
+        assert overflow == {"page": 0, "wide": [], "cut": 0}, overflow
+    finally:
+        browser.set_window_size(1200, 1050)
         server.stop()
