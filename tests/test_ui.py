@@ -636,3 +636,21 @@ def test_a_phone_sized_page_has_no_sideways_scroll_and_takes_touch(browser, reco
     finally:
         browser.set_window_size(1200, 1050)
         server.stop()
+
+
+def test_the_network_view_shows_cells_that_change(recognizer):
+    """Graves' view carries the memory cells that vary most on real ink, not the first 16 (most
+    of which sit saturated): on the demo samples their variance is the highest of any 16."""
+    from runtime.app.ui.session import lively_cells
+    from runtime.features import extract
+
+    chosen = lively_cells(recognizer, 16)
+    assert len(set(chosen.tolist())) == 16
+    model, states = recognizer.model, []
+    h, c = model.zero_state(1)
+    frames = extract(sample_points(0), model.feature_config)
+    for k in range(len(frames)):
+        _, h, c = model.step(frames[None, k:k + 1], h, c)
+        states.append(np.asarray(c)[-1, 0])
+    variance = np.var(np.array(states), axis=0)
+    assert variance[chosen].mean() > 2 * variance[:16].mean()

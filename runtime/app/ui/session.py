@@ -121,6 +121,33 @@ class BrowserPenSource(PenSource):
         self._closed = True
 
 
+def lively_cells(recognizer: StreamingRecognizer, count: int) -> np.ndarray:
+    """The ``count`` memory cells of the last LSTM layer that change most while real handwriting
+    is read (the variance of their state over the frames of the packaged demo samples): most
+    cells sit saturated, and a view of those shows nothing. The first ``count`` cells when the
+    samples are missing."""
+    from runtime.app.sources import DEMO_SAMPLES
+    from runtime.features import extract
+    from runtime.ink import load_corpus
+
+    if count <= 0:
+        return np.zeros(0, np.int64)
+    try:
+        corpus = load_corpus(DEMO_SAMPLES)
+    except (OSError, ValueError):
+        return np.arange(count)
+    model, states = recognizer.model, []
+    for i in range(min(len(corpus), 4)):
+        h, c = model.zero_state(1)
+        frames = extract(np.asarray(corpus.points(i), np.float64), model.feature_config)
+        for k in range(len(frames)):
+            _, h, c = model.step(frames[None, k:k + 1], h, c)
+            states.append(np.asarray(c)[-1, 0])
+    if len(states) < 2:
+        return np.arange(count)
+    return np.sort(np.argsort(np.var(np.array(states), axis=0))[::-1][:count])
+
+
 def chars_to_json(result: RecognitionResult) -> list[dict]:
     """The alignment as the page uses it: char, emission frame, sample range, strokes."""
     return [{"c": a.char, "frame": a.frame, "s0": a.sample_start, "s1": a.sample_end, "strokes": list(a.strokes)}
@@ -167,6 +194,7 @@ class RecognitionSession:
         self.failure: Optional[BaseException] = None
         hidden = recognizer.model.info.hidden_size
         self.memory_cells = min(config.memory_cells, hidden)
+        self.cell_indices = lively_cells(recognizer, self.memory_cells)
         self.save_errors = 0
         if config.save_dir is not None:
             self._restore_saved_lines(Path(config.save_dir))
@@ -305,7 +333,7 @@ class RecognitionSession:
     def _cell_column(self, sample_index: int) -> Optional[dict]:
         if not self.memory_cells:
             return None
-        values = np.asarray(self.stream.c)[-1, 0, :self.memory_cells]
+        values = np.asarray(self.stream.c)[-1, 0, self.cell_indices]
         return {"sample": int(sample_index), "values": [round(float(v), 3) for v in values]}
 
     def _on_final(self, result: RecognitionResult, count: int) -> None:
