@@ -73,6 +73,11 @@ def ticks_diff(a, b):
     return time.ticks_diff(a, b)
 
 
+def ticks_add(t, delta):
+    """Ticks wrap (at 2**30 on the RP2040), and ticks_diff only takes ticks values: never add with +."""
+    return time.ticks_add(t, delta)
+
+
 def sleep_us(us):
     if us > 0:
         time.sleep_us(us)
@@ -83,14 +88,29 @@ def random_u16():
     return int.from_bytes(os.urandom(2), "little")
 
 
+def leave_requested():
+    """True while the BOOTSEL button is pressed: the loop then stops and gives the REPL back."""
+    import rp2
+    return bool(rp2.bootsel_button())
+
+
 class UsbSerial:
     """USB-CDC: frames go out on sys.stdout.buffer, commands come in on sys.stdin.buffer.
     (Run with the REPL detached, e.g. via main.py, so nothing else writes to the port.)"""
 
     def __init__(self):
+        import micropython
         import select
+        # Host commands are binary and may hold 0x03, which the REPL takes for Ctrl-C
+        # (KeyboardInterrupt, the firmware stops): make it plain data while the loop runs.
+        micropython.kbd_intr(-1)
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
+
+    def close(self):
+        """Give Ctrl-C back to the REPL."""
+        import micropython
+        micropython.kbd_intr(3)
 
     def write(self, data):
         sys.stdout.buffer.write(data)
@@ -98,5 +118,8 @@ class UsbSerial:
     def read_available(self):
         data = b""
         while self._poll.poll(0):
-            data += sys.stdin.buffer.read(1)
+            byte = sys.stdin.buffer.read(1)
+            if not byte:
+                break  # end of input: nothing more to read now
+            data += byte
         return data

@@ -2,6 +2,7 @@
 
 Loop: answer host commands, sample the panel at RATE_HZ while started, send a SAMPLE frame for
 each debounced report and a HEARTBEAT every second. Frames: inkstream_protocol.py.
+Ctrl-C does not stop it (host commands may hold 0x03): hold BOOTSEL for a second to get the REPL.
 """
 import hal
 import inkstream_protocol as proto
@@ -22,9 +23,10 @@ def main():
     touch = TouchFilter()
     session = hal.random_u16()
     streaming = False
-    start = hal.ticks_us()
-    next_sample = start
-    next_heartbeat = start
+    last = hal.ticks_us()
+    elapsed = 0  # us since boot; ticks wrap at 2**30 and ticks_diff spans only 2**29, so count
+    next_sample = last
+    next_heartbeat = last
 
     def hello():
         return encoder.hello(X_MAX, Y_MAX, PRESSURE_MAX, UNITS_PER_MM, RATE_HZ, "rp2040-resistive", session)
@@ -35,16 +37,19 @@ def main():
             if command == proto.CMD_DESCRIBE:
                 port.write(hello())
             elif command == proto.CMD_START:
+                if not streaming:
+                    next_sample = hal.ticks_us()  # from now on, no burst to catch up on idle time
                 streaming = True
             elif command == proto.CMD_STOP:
                 streaming = False
         now = hal.ticks_us()
-        t_us = hal.ticks_diff(now, start) & 0xFFFFFFFF
-        if hal.ticks_diff(now, next_heartbeat) >= 0:
-            port.write(encoder.heartbeat(t_us, streaming))
-            next_heartbeat += HEARTBEAT_US
+        elapsed += hal.ticks_diff(now, last)
+        last = now
+        t_us = elapsed & 0xFFFFFFFF
+        # The sample goes before a heartbeat due at the same time: the host takes a heartbeat
+        # at the last sample's time, but drops a sample no later than the frame before it.
         if streaming and hal.ticks_diff(now, next_sample) >= 0:
-            next_sample += PERIOD_US
+            next_sample = hal.ticks_add(next_sample, PERIOD_US)
             x = panel.read_x()
             y = panel.read_y()
             z1, z2 = panel.read_z()
@@ -53,7 +58,14 @@ def main():
                 rx, ry, pressure, tip, proximity = report
                 flags = (proto.FLAG_TIP if tip else 0) | (proto.FLAG_PROXIMITY if proximity else 0)
                 port.write(encoder.sample(t_us, rx, ry, pressure, flags))
-        hal.sleep_us(min(hal.ticks_diff(next_sample, hal.ticks_us()), 1000))
+        if hal.ticks_diff(now, next_heartbeat) >= 0:
+            port.write(encoder.heartbeat(t_us, streaming))
+            next_heartbeat = hal.ticks_add(next_heartbeat, HEARTBEAT_US)
+            if hal.leave_requested():
+                break
+        wait = hal.ticks_diff(next_sample, hal.ticks_us()) if streaming else 1000
+        hal.sleep_us(min(wait, 1000))  # poll the host at least every millisecond
+    port.close()
 
 
 main()
