@@ -432,7 +432,10 @@ class FileReplaySource(PenSource):
             out.append(PenSample(x, y, t, math.nan, tip=True, proximity=True))
             self._next += 1
             if up > 0.5 or self._next == n:  # the stroke ends (or the file does, the pen still down)
-                self._lift = PenSample(x, y, t + self._lift_s, math.nan, tip=False, proximity=False)
+                # one sampling period later, but never after the next stroke's first sample: a lift
+                # stamped later than what follows would read as the device's clock going back
+                lift_t = t + self._lift_s if self._next == n else min(t + self._lift_s, float(points[self._next, 2]))
+                self._lift = PenSample(x, y, lift_t, math.nan, tip=False, proximity=False)
         return out
 
     def read(self, timeout: Optional[float] = None) -> list[PenSample]:

@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--every", type=float, default=10.0, help="seconds between memory readings")
     parser.add_argument("--warmup", type=float, default=2.0, help="minutes before the memory baseline")
-    parser.add_argument("--decoder", default="beam")
+    parser.add_argument("--decoder", default="word", help="the recognizer's decoder (default: word, the default)")
     args = parser.parse_args()
 
     recognizer = StreamingRecognizer(decoder=args.decoder)

@@ -143,3 +143,11 @@ def test_serve_runs_the_page_until_ctrl_c():
     finally:
         proc.kill()
     assert proc.returncode == 0 and "stopped" in out, err
+
+
+def test_eval_paragraphs_over_nothing_or_with_filters_that_do_not_apply_is_refused():
+    for extra, message in ((["--limit", "0"], "no lines to write"), (["--split", "val"], "--split does not apply")):
+        r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "eval", "tests/fixtures/runtime/unipen_lines.npz",
+                            "--paragraphs", "--decoder", "greedy", *extra], cwd=REPO, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -49,8 +49,9 @@ def _inks(path, n):
     return [(corpus.points(i).astype(np.float64), float(corpus.units_per_mm[i])) for i in range(n)]
 
 
-def _offline(points):
-    return StreamingRecognizer(MODEL).recognize(points).text
+def _offline(points, decoder=None):
+    rec = StreamingRecognizer(MODEL) if decoder is None else StreamingRecognizer(MODEL, decoder=decoder)
+    return rec.recognize(points).text
 
 
 def _as_device_sends(points, units_per_mm, area):
@@ -201,7 +202,7 @@ def _pen_samples(points, t0=0.0):
 
 def _scripted(points):
     source = ScriptedSource()
-    recognizer = StreamingRecognizer(MODEL)
+    recognizer = StreamingRecognizer(MODEL, decoder="greedy")  # endpoint timing, not the text, is tested
     finals = []
     live = LiveRecognition(source, recognizer, on_final=lambda result, n: finals.append((result.text, n)))
     source.batches.append(_pen_samples(points - [0, 0, points[0, 2], 0]))
@@ -224,7 +225,7 @@ def test_a_hovering_pen_still_ends_the_line_after_the_long_pause():
     assert finals == []
     source.batches.append([PenSample(x, y, pen_up + pause + 0.01, tip=False)])
     live.poll(0)
-    assert finals == [(_offline(points - [0, 0, points[0, 2], 0]), len(points))]
+    assert finals == [(_offline(points - [0, 0, points[0, 2], 0], "greedy"), len(points))]
 
 
 def test_time_going_back_ends_the_line():
@@ -233,7 +234,7 @@ def test_time_going_back_ends_the_line():
     first = points[:5] - [0, 0, points[0, 2], 0]  # the device clock starts over at 0
     source.batches.append(_pen_samples(first))
     live.poll(0)
-    assert finals == [(_offline(points - [0, 0, points[0, 2], 0]), len(points))]
+    assert finals == [(_offline(points - [0, 0, points[0, 2], 0], "greedy"), len(points))]
     assert live.stream.samples == len(first) - 1  # the newest pen-down sample waits for the next one
 
 
@@ -290,3 +291,33 @@ def test_sigterm_stops_recognize_of_a_huge_file_promptly_with_its_summary(tmp_pa
     finally:
         proc.kill()
     assert proc.returncode == 0 and "lines from" in err, err
+
+
+@pytest.mark.parametrize("spec, speed", [("file", "inf"), ("emulator", "20")])
+def test_a_replay_gives_each_ink_the_lines_it_makes_alone(spec, speed):
+    """Real UNIPEN lines, replayed from a file or an emulated tablet: the lines are those the
+    endpoint rules make on each ink by itself: no line cut inside a stroke sequence by a pen-left
+    sample stamped after the next stroke, no two inks merged into one line."""
+    lines_fixture = ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz"
+    rec = StreamingRecognizer(MODEL, decoder="greedy")
+    expected = []
+    for ink in load_corpus(lines_fixture):
+        s = rec.create_stream()
+        pts = ink.to_points()
+        for a in range(0, len(pts), 2):
+            s.accept_samples(pts[a:a + 2])
+            rec.decode_stream(s)
+            while rec.is_endpoint(s):
+                expected.append(rec.get_result(s).text)
+                rec.reset(s)
+                rec.decode_stream(s)
+        s.input_finished()
+        rec.decode_stream(s)
+        expected.append(rec.get_result(s).text)
+    proc = subprocess.run(_recognize_cmd(f"{spec}:{lines_fixture}", "--speed", speed, "--decoder", "greedy"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    finals = [line for line in proc.stdout.splitlines() if not line.startswith("~ ")]
+    if spec == "emulator" and "0 serial errors" not in proc.stderr:
+        pytest.skip(f"the emulated wire lost frames on this loaded machine: {proc.stderr.strip()}")
+    assert finals == expected

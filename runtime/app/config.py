@@ -105,7 +105,7 @@ def add_recognizer_arguments(parser: argparse.ArgumentParser, endpoints: bool = 
     if endpoints:
         parser.add_argument("--pause", type=float, default=EndpointConfig.pause_s, metavar="S",
                             help=f"after a pen-up pause of S seconds the next stroke must continue the line (to "
-                                 f"its right, on its baseline) or it starts a new one (default {EndpointConfig.pause_s})")
+                                 f"its right, near its height) or it starts a new one (default {EndpointConfig.pause_s})")
         parser.add_argument("--long-pause", type=float, default=EndpointConfig.long_pause_s, metavar="S",
                             help=f"a pen-up pause of S seconds ends the line (default {EndpointConfig.long_pause_s:g})")
         parser.add_argument("--no-line-break", action="store_true",

@@ -71,6 +71,10 @@ def run(args) -> int:
 
 
 def _run_paragraphs(args) -> int:
+    unused = [flag for flag, value in (("--split", args.split), ("--writers", args.writers), ("--forms", args.forms),
+                                       ("--endpoints", args.endpoints)) if value]
+    if unused:
+        return fail(PROG, f"{unused[0]} does not apply with --paragraphs (forms are whole files' writers)")
     try:
         config = config_from_args(args, endpoint=EndpointConfig())
         rec = config.build_recognizer()
@@ -78,6 +82,9 @@ def _run_paragraphs(args) -> int:
                    for path in args.data]
     except USER_ERRORS as exc:
         return fail(PROG, exc)
+    empty = [str(path) for path, res in zip(args.data, results) if not res["lines"]]
+    if empty:  # a share of nothing would read as a perfect score
+        return fail(PROG, f"no lines to write in {', '.join(empty)} with these options")
     for path, res in zip(args.data, results):
         print(f"{path}: {res['forms']} forms, {res['lines']} lines written {args.line_gap:g} s apart; cut exactly "
               f"{res['lines_exact']} ({100 * (res['lines_exact_share'] or 0):.1f} %); boundaries found "

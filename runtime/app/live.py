@@ -6,7 +6,9 @@ source delivered, turns pen samples into ``x, y, t, pen_up_after`` rows
 (:class:`StrokeRowAssembler`), feeds one :class:`InkStream`, decodes, and ends the line at an
 endpoint:
 
-* a pen-up pause, measured on the source's clock: the newest sample's ``t`` (hover samples
+* a long pen-up pause (``EndpointConfig.long_pause_s``; a short one ends a line only when the
+  next stroke does not continue it, see :class:`runtime.recognizer.EndpointConfig`), measured
+  on the source's clock: the newest sample's ``t`` (hover samples
   count, they make no rows), plus the wall time since it arrived times ``clock_speed`` while
   nothing arrives;
 * a line break (the writer went back left and down);

@@ -5,8 +5,9 @@ The source is a pen-source spec (:func:`runtime.app.sources.open_pen_source`): `
 :func:`runtime.formats.ink_io.read_ink_file` reads, inks one after the other with a pause between
 them) or ``emulator[:PATH]`` (an emulated tablet on a pty, ended when its replay is over).
 Recognition is :class:`runtime.app.live.LiveRecognition` (the web UI runs the same loop): a line
-ends at an endpoint (a pen-up pause on the source's clock, a line break, the clock going back,
-a lost connection, the end of input); its final text is printed and the stream is reset.
+ends at an endpoint (the writer starts a new line, a long pen-up pause on the source's clock, the
+clock going back, a lost connection, the end of input: see :class:`runtime.recognizer.EndpointConfig`);
+its final text is printed and the stream is reset.
 
 Output: on a terminal one updating line (``\\r``) and the final text per line; otherwise
 ``~ hypothesis`` lines whenever the hypothesis changes and the final text as a plain line; with
@@ -52,9 +53,8 @@ def run(args) -> int:
     try:
         config = config_from_args(args)
         recognizer = config.build_recognizer()
-        # each ink of a replayed file is its own line: the gap between them outlasts the pause
-        live_source = open_pen_source(args.source, speed=args.speed, gap_s=config.endpoint.pause_s + 1.0,
-                                      allow_browser=False)
+        # a replay's inks are laid out one below the other: each is a line of its own
+        live_source = open_pen_source(args.source, speed=args.speed, allow_browser=False)
     except USER_ERRORS as exc:
         return fail(PROG, exc)
     for note in live_source.notes:

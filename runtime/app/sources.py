@@ -65,6 +65,24 @@ class LiveSource:
             self._cleanup.pop()()
 
 
+def as_page(inks: list) -> list:
+    """Inks (``(n, 4)`` points arrays) laid out as a page: each at the left margin, well below the
+    one before, so the endpoint rules see each as a line of its own (a pause alone ends none)."""
+    import numpy as np
+
+    out, bottom, height = [], None, 0.0
+    for p in inks:
+        p = np.array(p, dtype=np.float64)
+        if len(p):
+            h = float(np.ptp(p[:, 1]))
+            p[:, 0] -= p[:, 0].min()
+            top = 0.0 if bottom is None else bottom + 2.0 * max(height, h, 1.0)
+            p[:, 1] += top - p[:, 1].min()
+            bottom, height = top + h, h
+        out.append(p)
+    return out
+
+
 def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S, notes: Optional[list] = None) -> tuple:
     """The ``file:`` loader: every ink of ``path`` one after the other, ``gap_s`` seconds apart, each
     on a line of its own below the one before; returns ``(points, units_per_mm)``. Time going backwards inside an ink is repaired as the
@@ -75,22 +93,14 @@ def load_points(path: str, gap_s: float = GAP_BETWEEN_INKS_S, notes: Optional[li
     from runtime.formats.ink_io import read_ink_file
 
     inks = read_ink_file(path)
-    parts, t0, repaired, bottom, height = [], 0.0, 0, None, 0.0
-    for ink in inks:
-        p = ink.to_points()
+    parts, t0, repaired = [], 0.0, 0
+    for p in as_page([ink.to_points() for ink in inks]):
         if not len(p):
             continue
         monotone = np.maximum.accumulate(p[:, 2])
         repaired += int(np.count_nonzero(monotone != p[:, 2]))
         p[:, 2] = monotone
         p[:, 2] += t0 - p[0, 2]
-        # laid out as a page: each ink at the left margin, well below the one before, so the
-        # endpoint rules see a new line (a pause alone would not end one)
-        h = float(np.ptp(p[:, 1]))
-        p[:, 0] -= p[:, 0].min()
-        top = 0.0 if bottom is None else bottom + 2.0 * max(height, h, 1.0)
-        p[:, 1] += top - p[:, 1].min()
-        bottom, height = top + h, h
         parts.append(p)
         t0 = float(p[:, 2].max()) + gap_s
     if not parts:
@@ -124,7 +134,8 @@ def open_pen_source(spec: str, speed: float = 1.0, loop: bool = False, on_event:
         inks = [ink for ink in read_ink_file(path or DEMO_SAMPLES) if ink.num_points]
         if not inks:
             raise ValueError(f"{path or DEMO_SAMPLES}: no ink in the file")
-        tablet = EmulatedTablet([(ink.to_points(), ink.units_per_mm) for ink in inks],
+        pages = as_page([ink.to_points() for ink in inks])
+        tablet = EmulatedTablet([(p, ink.units_per_mm) for p, ink in zip(pages, inks)],
                                 EmulatorConfig(protocol="inkstream", speed=speed, loop=loop, gap_between_inks=gap_s))
         try:
             tty = tablet.open()

@@ -346,10 +346,7 @@ class RecognitionSession:
 
         def mutate():
             self.history.append(line)
-            del self.history[:-self.config.history_lines]
-            rows = sum(len(kept["rows"]) for kept in self.history)
-            while rows > self.config.history_rows and len(self.history) > 1:
-                rows -= len(self.history.pop(0)["rows"])
+            self._trim_history()
             self._line_id += 1
             self._line_rows = []
             self._hypothesis = {"text": "", "chars": []}
@@ -375,6 +372,10 @@ class RecognitionSession:
             self.history.append({"line": number, "text": ink.text or "", "chars": [],
                                  "rows": ink.to_points().tolist()})
             self._line_id = max(self._line_id, number + 1)
+        self._trim_history()
+
+    def _trim_history(self) -> None:
+        """At most ``history_lines`` lines and ``history_rows`` rows kept: the oldest go first."""
         del self.history[:-self.config.history_lines]
         rows = sum(len(kept["rows"]) for kept in self.history)
         while rows > self.config.history_rows and len(self.history) > 1:

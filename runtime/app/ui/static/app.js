@@ -427,13 +427,16 @@ function renderGraves() {
 // Samples written while the connection is down wait here and go out, in order, when it is back
 // (after a server restart too); past MAX_UNSENT the oldest are dropped, and the page says so.
 const MAX_UNSENT = 200000;
+const MESSAGES_PER_FLUSH = 2;  // every PEN_FLUSH_MS: 80 messages a second at most
 function flushPen() {
   if (app.pendingSamples.length > MAX_UNSENT) {
     const dropped = app.pendingSamples.length - MAX_UNSENT;
     app.pendingSamples.splice(0, dropped);
     app.unsentDropped += dropped;
   }
-  while (app.pendingSamples.length) {
+  // a few messages a tick: a backlog written offline goes out within the server's message rate
+  // (120 a second), not in one burst it would refuse
+  for (let k = 0; k < MESSAGES_PER_FLUSH && app.pendingSamples.length; k++) {
     const batch = app.pendingSamples.slice(0, app.maxSamplesPerMessage);
     if (!send({ type: "pen", samples: batch })) break;  // offline: keep them
     app.pendingSamples.splice(0, batch.length);
