@@ -209,7 +209,25 @@ class CtcPrefixBeamDecoder:
         hyp.word = parent.word + self._lower[char] if self._word_char[char] else ""
         hyp.parent = None
 
-    def _step(self, state: BeamState, row: list, cands: list, frame: int) -> None:
+    # ---- what a subclass scores differently (the word decoder) ---------------------------------
+    def _prune_gain(self, hyp, state) -> float:
+        """The most the LM terms can add to an extension of ``hyp`` beyond its parent's score and
+        the character's own log-probability (the lexicon bonus of a completed word)."""
+        return self.lexicon_bonus if hyp.word and hyp.word in self.lexicon else 0.0
+
+    def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
+        """``(lm_score, extra)`` of ``hyp`` extended by ``c`` (``char_lp``: the weighted character
+        LM log-probability); ``extra`` goes to :meth:`_make_extension` if the extension is made."""
+        lm_score = hyp.lm + char_lp
+        if gain and not self._word_char[c]:
+            lm_score += gain  # the word just completed is in the lexicon
+        return lm_score, None
+
+    def _make_extension(self, p: float, lm_score: float, hyp, c: int, emissions, extra):
+        """The new hypothesis ``hyp`` + ``c`` (its history is filled in if it survives the cut)."""
+        return _Hypothesis(_NEG_INF, p, lm_score, None, None, emissions, p, hyp, c)
+
+    def _step(self, state, row: list, cands: list, frame: int) -> None:
         blank_lp = row[self.alphabet.blank]
         lm_weight, lm, bonus = self.lm_weight, self.lm, self.insertion_bonus
         beams = state.beams
@@ -233,17 +251,16 @@ class CtcPrefixBeamDecoder:
         if cands:
             # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made
             floor = best - self.prune_beam
-            word_char, lexicon = self._word_char, self.lexicon
             best_char = max(row[c] for c in cands)
             children = cand_set = None
             for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
                 length_bonus = bonus * (len(prefix) + 1)
-                word_bonus = self.lexicon_bonus if hyp.word and hyp.word in lexicon else 0.0
+                gain = self._prune_gain(hyp, state)
                 # no new prefix from this one can score more than this (LM log-probabilities are
-                # <= 0, the lexicon bonus >= 0): a prefix far below the best makes none and costs
-                # no LM lookups; its paths into prefixes already in the beam still count
+                # <= 0, `gain` bounds what the LM terms add): a prefix far below the best makes none
+                # and costs no LM lookups; its paths into prefixes already in the beam still count
                 last = prefix[-1] if prefix else -1
-                if total + best_char + hyp.lm + length_bonus + word_bonus < floor - 1e-9:
+                if total + best_char + hyp.lm + length_bonus + gain < floor - 1e-9:
                     if children is None:  # which prefixes of the beam extend which, made once a frame
                         children = {}
                         for q, _ in parents:
@@ -264,19 +281,17 @@ class CtcPrefixBeamDecoder:
                     ext_prefix = prefix + (c,)
                     ext = beams.get(ext_prefix)
                     if ext is None:
-                        lm_score = hyp.lm
+                        char_lp = 0.0
                         if lm is not None:
                             if lm_row is None:
                                 lm_row = hyp.lm_row
                                 if lm_row is None:
                                     lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
-                            lm_score += lm_weight * lm_row[c]
-                        if word_bonus and not word_char[c]:
-                            lm_score += word_bonus
+                            char_lp = lm_weight * lm_row[c]
+                        lm_score, extra = self._extension_score(hyp, c, char_lp, state, gain)
                         if p + lm_score + length_bonus < floor:
                             continue
-                        beams[ext_prefix] = _Hypothesis(_NEG_INF, p, lm_score, None, None, (frame, emissions), p,
-                                                        hyp, c)
+                        beams[ext_prefix] = self._make_extension(p, lm_score, hyp, c, (frame, emissions), extra)
                         continue
                     _add_path(ext, p, (frame, emissions))
         if len(beams) > self.beam_width:

@@ -42,7 +42,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from runtime.beam import BeamState, CtcPrefixBeamDecoder, _add_path, _emission_list, _logaddexp
+from runtime.beam import BeamState, CtcPrefixBeamDecoder, _emission_list, _logaddexp
 from runtime.word_lm import SENTENCE_END, WordLanguageModel, lm_units
 
 _NEG_INF = float("-inf")
@@ -331,79 +331,20 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                     hot = (ch, step, 0.0)
         return lm_score, wctx, run, run_lm, hot
 
-    def _step(self, state: WordBeamState, row: list, cands: list, frame: int) -> None:
-        blank_lp = row[self.alphabet.blank]
-        lm_weight, lm, bonus = self.lm_weight, self.lm, self.insertion_bonus
-        user = state.user_words
-        beams = state.beams
-        parents = list(beams.items())
-        old = []
-        best = _NEG_INF
-        # pass 1: every prefix stays (a blank, or its last character repeated)
-        for prefix, hyp in parents:
-            pb, pnb = hyp.pb, hyp.pnb
-            total = _logaddexp(pb, pnb)
-            old.append((pb, total, hyp.emissions))
-            stay = total + blank_lp
-            repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
-            hyp.pb, hyp.pnb = stay, repeat
-            hyp.emit_score = stay if stay > repeat else repeat
-            score = _logaddexp(stay, repeat) + hyp.lm + bonus * len(prefix)
-            if score > best:
-                best = score
-        if cands:
-            # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made
-            floor = best - self.prune_beam
-            best_char = max(row[c] for c in cands)
-            # the most any extension can gain from the LMs over its parent's score: a user-word
-            # step, or a completed word whose swapped-out character score was low
-            children = cand_set = None
-            for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
-                length_bonus = bonus * (len(prefix) + 1)
-                last = prefix[-1] if prefix else -1
-                gain = ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
-                        + 2 * max(self.word_bonus, 0.0))
-                if user is not None:
-                    gain += user.max_step
-                if total + best_char + hyp.lm + length_bonus + gain < floor - 1e-9:
-                    if children is None:
-                        children = {}
-                        for q, _ in parents:
-                            if q:
-                                children.setdefault(q[:-1], []).append(q[-1])
-                        cand_set = set(cands)
-                    for c in children.get(prefix, ()):
-                        if c in cand_set:
-                            p = row[c] + (pb if c == last else total)
-                            if p != _NEG_INF:
-                                _add_path(beams[prefix + (c,)], p, (frame, emissions))
-                    continue
-                lm_row = None
-                for c in cands:
-                    p = row[c] + (pb if c == last else total)
-                    if p == _NEG_INF:
-                        continue
-                    ext_prefix = prefix + (c,)
-                    ext = beams.get(ext_prefix)
-                    if ext is None:
-                        char_lp = 0.0
-                        if lm is not None:
-                            if lm_row is None:
-                                lm_row = hyp.lm_row
-                                if lm_row is None:
-                                    lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
-                            char_lp = lm_weight * lm_row[c]
-                        lm_score, wctx, run, run_lm, hot = self._extend(hyp, c, char_lp, user)
-                        if p + lm_score + length_bonus < floor:
-                            continue
-                        beams[ext_prefix] = _Hyp(_NEG_INF, p, lm_score, None, wctx, run, run_lm, hot,
-                                                 (frame, emissions), p, hyp, c)
-                        continue
-                    _add_path(ext, p, (frame, emissions))
-        if len(beams) > self.beam_width:
-            ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1].pb, kv[1].pnb) + kv[1].lm
-                            + bonus * len(kv[0]), reverse=True)
-            state.beams = beams = dict(ranked[:self.beam_width])
-        for hyp in beams.values():
-            if hyp.parent is not None:
-                self._materialise(hyp)
+    # ---- the beam search's step (runtime.beam) with this decoder's scores --------------------
+    def _prune_gain(self, hyp, state) -> float:
+        """The most any extension can gain from the LMs over its parent's score: a user-word step,
+        or a completed word whose swapped-out character scores were low."""
+        gain = ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
+                + 2 * max(self.word_bonus, 0.0))
+        if state.user_words is not None:
+            gain += state.user_words.max_step
+        return gain
+
+    def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
+        lm_score, wctx, run, run_lm, hot = self._extend(hyp, c, char_lp, state.user_words)
+        return lm_score, (wctx, run, run_lm, hot)
+
+    def _make_extension(self, p: float, lm_score: float, hyp, c: int, emissions, extra):
+        wctx, run, run_lm, hot = extra
+        return _Hyp(_NEG_INF, p, lm_score, None, wctx, run, run_lm, hot, emissions, p, hyp, c)
