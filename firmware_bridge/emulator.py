@@ -38,7 +38,7 @@ import numpy as np
 
 from . import isdv4
 from .firmware import inkstream_protocol as device_protocol
-from .replay import MARGIN_MM, DeviceArea, PenEvent, estimate_rate_hz, fit_to_device, pen_events, resample_points, validate_points
+from .replay import DeviceArea, PenEvent, estimate_rate_hz, lay_out_on_device, pen_events, resample_points, validate_points
 
 __all__ = ["EmulatorConfig", "EmulatedTablet", "EmulatorStats", "INKSTREAM_AREA", "ISDV4_AREA", "corrupt_bytes"]
 
@@ -143,22 +143,15 @@ class EmulatedTablet:
         events: list[PenEvent] = []
         rates = []
         t = 0.0
-        top = 0  # device y where the next ink's line goes: the inks are written down the tablet
-        margin = int(MARGIN_MM * self.area.units_per_mm)
-        for k, (points, units_per_mm) in enumerate(inks):
-            points = validate_points(points, f"ink {k}")
+        inks = [(validate_points(points, f"ink {k}"), upm) for k, (points, upm) in enumerate(inks)]
+        if self.config.rate_hz:
+            inks = [(resample_points(p, self.config.rate_hz) if len(p) else p, upm) for p, upm in inks]
+        # written down the tablet, a line below the last, as a writer fills a page
+        for (points, _), xy in zip(inks, lay_out_on_device(inks, self.area)):
             if len(points) == 0:
                 continue
-            if self.config.rate_hz:
-                points = resample_points(points, self.config.rate_hz)
             rate = self.config.rate_hz or estimate_rate_hz(points)
             rates.append(rate)
-            xy = fit_to_device(points, units_per_mm, self.area)  # at the top-left margin
-            height = int(np.ptp(xy[:, 1]))
-            if top + height > self.area.y_max - 2 * margin:
-                top = 0  # the tablet is full: the next line starts at the top again
-            xy[:, 1] += top
-            top += 3 * max(height, 1)  # a line below the last, as a writer goes down the page
             ink_events = pen_events(points, xy, t, 1.0 / rate)
             events.extend(ink_events)
             t = ink_events[-1].t + self.config.gap_between_inks

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 __all__ = ["DeviceArea", "PenEvent", "validate_points", "split_strokes", "resample_points", "estimate_rate_hz",
-           "fit_to_device", "pen_events"]
+           "fit_to_device", "lay_out_on_device", "pen_events"]
 
 NOMINAL_HEIGHT_MM = 10.0  # ink of unknown resolution is drawn this high (about one written line)
 MARGIN_MM = 10.0
@@ -109,6 +109,24 @@ def fit_to_device(points: np.ndarray, units_per_mm: float, area: DeviceArea) -> 
     scale = min(scale, float(np.min(room / extent)))
     dev = np.rint((xy - lo) * scale + margin).astype(np.int64)
     return np.clip(dev, 0, [area.x_max, area.y_max])
+
+
+def lay_out_on_device(inks, area: DeviceArea) -> list[np.ndarray]:
+    """Device coordinates of several inks (``(points, units_per_mm)`` pairs) written one after the
+    other as a writer fills a tablet: each at the left margin (:func:`fit_to_device`), a line
+    below the one before, back at the top when the tablet is full."""
+    out, top = [], 0
+    margin = int(MARGIN_MM * area.units_per_mm)
+    for points, units_per_mm in inks:
+        xy = fit_to_device(points, units_per_mm, area)
+        if len(xy):
+            height = int(np.ptp(xy[:, 1]))
+            if top + height > area.y_max - 2 * margin:
+                top = 0
+            xy[:, 1] += top
+            top += 3 * max(height, 1)
+        out.append(xy)
+    return out
 
 
 def pen_events(points: np.ndarray, device_xy: np.ndarray, t0: float, lift_delay: float) -> list[PenEvent]:

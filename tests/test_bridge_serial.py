@@ -17,7 +17,7 @@ import serial
 
 from firmware_bridge.reader import (CONNECTED, DEVICE_RESTARTED, DISCONNECTED, STOPPED, PortProtocol,
                                     ReconnectingReader, ReconnectPolicy)
-from firmware_bridge.replay import fit_to_device, pen_events
+from firmware_bridge.replay import lay_out_on_device, pen_events
 from firmware_bridge.samples import StrokeRowAssembler
 from firmware_bridge.sources import open_source
 from runtime.ink import load_corpus
@@ -35,8 +35,8 @@ def _inks():
 def _expected_reports(area):
     """(x, y, tip, proximity) of every report the emulator sends for the fixture, in order."""
     out = []
-    for points, upm in _inks():
-        xy = fit_to_device(points, upm, area)
+    inks = _inks()
+    for (points, _), xy in zip(inks, lay_out_on_device(inks, area)):  # a line below the last
         out += [(e.x, e.y, e.tip, e.proximity) for e in pen_events(points, xy, 0.0, 0.01)]
     return out
 
