@@ -14,6 +14,7 @@ and the real-time factor is processing time / ink duration.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Optional
 
@@ -23,11 +24,10 @@ from runtime.metrics import ErrorCounter
 from runtime.recognizer import StreamingRecognizer
 
 
-def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int = 2) -> str:
-    """Text of one sample fed in bursts of ``burst`` pen samples, decoding after each (0 = whole).
-
-    Lines cut by the recognizer's endpoint rule are joined with a space.
-    """
+def stream_lines(rec: StreamingRecognizer, points: np.ndarray, burst: int = 2) -> list[tuple[str, int]]:
+    """``(text, pen samples)`` of every line the recognizer's endpoint rules cut from ``points``,
+    fed in bursts of ``burst`` pen samples with a decode after each (0 = the whole sample at once);
+    the last line only when it holds samples."""
     stream = rec.create_stream()
     lines = []
     step = len(points) if burst <= 0 else burst
@@ -35,13 +35,22 @@ def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int
         stream.accept_samples(points[start:start + step])
         rec.decode_stream(stream)
         while rec.is_endpoint(stream):  # a chunk may hold several line breaks
-            lines.append(rec.get_result(stream).text)
+            lines.append((rec.get_result(stream).text, stream.samples))
             rec.reset(stream)
             rec.decode_stream(stream)
     stream.input_finished()
     rec.decode_stream(stream)
-    lines.append(rec.get_result(stream).text)
-    return " ".join(t for t in lines if t)
+    if stream.samples:
+        lines.append((rec.get_result(stream).text, stream.samples))
+    return lines
+
+
+def recognize_streaming(rec: StreamingRecognizer, points: np.ndarray, burst: int = 2) -> str:
+    """Text of one sample fed in bursts of ``burst`` pen samples, decoding after each (0 = whole).
+
+    Lines cut by the recognizer's endpoint rule are joined with a space.
+    """
+    return " ".join(text for text, _ in stream_lines(rec, points, burst) if text)
 
 
 def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional[int] = None, forms=None,
@@ -112,21 +121,9 @@ def evaluate_paragraphs(rec: StreamingRecognizer, path, line_gap_s: float = 2.0,
             parts.append(p)
             truth_ends.append((truth_ends[-1] if truth_ends else 0) + len(p))
         points = np.concatenate(parts)
-        stream, cuts, texts, done = rec.create_stream(), [], [], 0
-        step = max(burst, 1)
-        for a in range(0, len(points), step):
-            stream.accept_samples(points[a:a + step])
-            rec.decode_stream(stream)
-            while rec.is_endpoint(stream):
-                done += stream.samples
-                cuts.append(done)
-                texts.append(rec.get_result(stream).text)
-                rec.reset(stream)
-                rec.decode_stream(stream)
-        stream.input_finished()
-        rec.decode_stream(stream)
-        if stream.samples:
-            texts.append(rec.get_result(stream).text)
+        lines_read = stream_lines(rec, points, burst)
+        texts = [text for text, _ in lines_read]
+        cuts = list(itertools.accumulate(n for _, n in lines_read))
         inner_truth, inner_cuts = set(truth_ends[:-1]), {c for c in cuts if c < len(points)}
         boundaries += len(inner_truth)
         exact += len(inner_truth & inner_cuts)

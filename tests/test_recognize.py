@@ -26,6 +26,7 @@ from runtime.ink import load_corpus
 from runtime.app.live import LiveRecognition
 from runtime.app.sources import load_points
 from runtime.app.terminal import LineOutput
+from runtime.evaluate import stream_lines
 from runtime.recognizer import StreamingRecognizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,20 +301,7 @@ def test_a_replay_gives_each_ink_the_lines_it_makes_alone(spec, speed):
     sample stamped after the next stroke, no two inks merged into one line."""
     lines_fixture = ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz"
     rec = StreamingRecognizer(MODEL, decoder="greedy")
-    expected = []
-    for ink in load_corpus(lines_fixture):
-        s = rec.create_stream()
-        pts = ink.to_points()
-        for a in range(0, len(pts), 2):
-            s.accept_samples(pts[a:a + 2])
-            rec.decode_stream(s)
-            while rec.is_endpoint(s):
-                expected.append(rec.get_result(s).text)
-                rec.reset(s)
-                rec.decode_stream(s)
-        s.input_finished()
-        rec.decode_stream(s)
-        expected.append(rec.get_result(s).text)
+    expected = [text for ink in load_corpus(lines_fixture) for text, _ in stream_lines(rec, ink.to_points(), burst=2)]
     proc = subprocess.run(_recognize_cmd(f"{spec}:{lines_fixture}", "--speed", speed, "--decoder", "greedy"),
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
