@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import math
 import os
 import pty
 import random

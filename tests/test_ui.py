@@ -360,6 +360,17 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def end_line_once_received(browser, server, rows: int, timeout: float = 30.0) -> None:
+    """Press the page's End line button once the server has every one of ``rows`` rows (the
+    samples must be in the line before it ends)."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while server.session.rows_received < rows and time.monotonic() < deadline:
+        time.sleep(0.05)
+    browser.find_element(By.ID, "end-line-button").click()
+
+
 def wait_for(driver, script, timeout=30.0):
     """Poll a JS expression until it is truthy; returns its value. A name the page has not
     defined yet (its script still loading) counts as not yet, any other error is raised."""
@@ -427,10 +438,7 @@ def test_browser_writing_is_recognised_like_offline_and_broadcast(browser, recog
 
         points = canvas_points(sample_points(2))
         browser.execute_script(DRAW_JS, points)
-        deadline = time.monotonic() + 30
-        while server.session.rows_received < len(points) and time.monotonic() < deadline:
-            time.sleep(0.05)  # every sample reached the server
-        browser.find_element(By.ID, "end-line-button").click()  # a pause alone does not end a line
+        end_line_once_received(browser, server, len(points))  # a pause alone does not end a line
         wait_for(browser, "inkstreamApp.history.length === 1")
         wait_for(browser, "document.getElementById('stat-errors-box').hidden")  # no serial line here
         page = browser.execute_script("const h = inkstreamApp.history[0]; return {text: h.text, rows: h.rows,"
@@ -594,10 +602,7 @@ def test_ink_written_while_the_server_is_down_is_kept_and_sent_when_it_returns(b
         assert "kept, sent when the connection returns" in browser.find_element(By.ID, "unsent").text
         server = start_server(recognizer, config=ServerConfig(port=port))  # the server comes back
         wait_for(browser, "inkstreamApp.connected && inkstreamApp.pendingSamples.length === 0", timeout=60)
-        deadline = time.monotonic() + 30
-        while server.session.rows_received < len(points) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        browser.find_element(By.ID, "end-line-button").click()
+        end_line_once_received(browser, server, len(points))  # a pause alone does not end a line
         wait_for(browser, "inkstreamApp.history.length === 1")
         line = server.session.history[0]
         assert len(line["rows"]) == len(points)  # nothing written offline was lost
@@ -609,7 +614,6 @@ def test_ink_written_while_the_server_is_down_is_kept_and_sent_when_it_returns(b
 def test_a_phone_sized_page_has_no_sideways_scroll_and_takes_touch(browser, recognizer):
     """400 x 800 (a phone): touch writing is recognised, and neither the page nor a long final
     line scrolls sideways or cuts the text."""
-    from selenium.webdriver.common.by import By
 
     server = start_server(recognizer)
     try:
@@ -619,10 +623,7 @@ def test_a_phone_sized_page_has_no_sideways_scroll_and_takes_touch(browser, reco
         width = browser.execute_script("return document.getElementById('ink-canvas').getBoundingClientRect().width")
         points = canvas_points(sample_points(7), width=width - 40, height=120)  # the longest demo line
         browser.execute_script(DRAW_JS, points, "touch")
-        deadline = time.monotonic() + 30
-        while server.session.rows_received < len(points) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        browser.find_element(By.ID, "end-line-button").click()
+        end_line_once_received(browser, server, len(points))  # a pause alone does not end a line
         wait_for(browser, "inkstreamApp.history.length === 1")
         assert server.session.history[0]["rows"] and len(server.session.history[0]["rows"]) == len(points)
         overflow = browser.execute_script("""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from runtime.app.config import add_recognizer_arguments, config_from_args
 from runtime.app.errors import USER_ERRORS, fail

@@ -13,7 +13,6 @@ import bisect
 import itertools
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
