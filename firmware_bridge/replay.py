@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 __all__ = ["DeviceArea", "PenEvent", "validate_points", "split_strokes", "resample_points", "estimate_rate_hz",
-           "fit_to_device", "lay_out_on_device", "pen_events"]
+           "fit_to_device", "line_tops", "lay_out_on_device", "pen_events"]
 
 NOMINAL_HEIGHT_MM = 10.0  # ink of unknown resolution is drawn this high (about one written line)
 MARGIN_MM = 10.0
@@ -111,22 +111,30 @@ def fit_to_device(points: np.ndarray, units_per_mm: float, area: DeviceArea) -> 
     return np.clip(dev, 0, [area.x_max, area.y_max])
 
 
+def line_tops(heights, limit: float = math.inf) -> list[float]:
+    """Where each of several inks of these heights goes, written one after the other as lines of a
+    page: the first at 0, each next one below the last by twice the taller of the two (so it reads
+    as a new line, not the same one), back at 0 once an ink would reach below ``limit``."""
+    tops, bottom, last = [], None, 0.0
+    for h in heights:
+        top = 0.0 if bottom is None else bottom + 2.0 * max(last, h, 1.0)
+        if top + h > limit:
+            top = 0.0
+        tops.append(top)
+        bottom, last = top + h, h
+    return tops
+
+
 def lay_out_on_device(inks, area: DeviceArea) -> list[np.ndarray]:
     """Device coordinates of several inks (``(points, units_per_mm)`` pairs) written one after the
-    other as a writer fills a tablet: each at the left margin (:func:`fit_to_device`), a line
-    below the one before, back at the top when the tablet is full."""
-    out, top = [], 0
-    margin = int(MARGIN_MM * area.units_per_mm)
-    for points, units_per_mm in inks:
-        xy = fit_to_device(points, units_per_mm, area)
-        if len(xy):
-            height = int(np.ptp(xy[:, 1]))
-            if top + height > area.y_max - 2 * margin:
-                top = 0
-            xy[:, 1] += top
-            top += 3 * max(height, 1)
-        out.append(xy)
-    return out
+    other as a writer fills a tablet: each at the left margin (:func:`fit_to_device`), as lines
+    down the tablet (:func:`line_tops`), back at the top when the tablet is full."""
+    xys = [fit_to_device(points, units_per_mm, area) for points, units_per_mm in inks]
+    margin = MARGIN_MM * area.units_per_mm
+    heights = [float(np.ptp(xy[:, 1])) if len(xy) else 0.0 for xy in xys]
+    for xy, top in zip(xys, line_tops(heights, area.y_max - 2 * margin)):
+        xy[:, 1] += int(round(top))
+    return xys
 
 
 def pen_events(points: np.ndarray, device_xy: np.ndarray, t0: float, lift_delay: float) -> list[PenEvent]:

@@ -66,20 +66,19 @@ class LiveSource:
 
 
 def as_page(inks: list) -> list:
-    """Inks (``(n, 4)`` points arrays) laid out as a page: each at the left margin, well below the
-    one before, so the endpoint rules see each as a line of its own (a pause alone ends none)."""
+    """Inks (``(n, 4)`` points arrays) laid out as a page: each at the left margin, a line below the
+    one before (:func:`firmware_bridge.replay.line_tops`), so the endpoint rules see each as a line
+    of its own (a pause alone ends none)."""
     import numpy as np
 
-    out, bottom, height = [], None, 0.0
-    for p in inks:
-        p = np.array(p, dtype=np.float64)
+    from firmware_bridge.replay import line_tops
+
+    out = [np.array(p, dtype=np.float64) for p in inks]
+    heights = [float(np.ptp(p[:, 1])) if len(p) else 0.0 for p in out]
+    for p, top in zip(out, line_tops(heights)):
         if len(p):
-            h = float(np.ptp(p[:, 1]))
             p[:, 0] -= p[:, 0].min()
-            top = 0.0 if bottom is None else bottom + 2.0 * max(height, h, 1.0)
             p[:, 1] += top - p[:, 1].min()
-            bottom, height = top + h, h
-        out.append(p)
     return out
 
 
