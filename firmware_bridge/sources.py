@@ -95,6 +95,9 @@ class PenSource:
     info: Optional[DeviceInfo] = None
     # device restarts that read() went past (a serial source counts them; see read)
     session_breaks: int = 0
+    # monotonic time the oldest sample of the last non-empty read() reached this host, where the
+    # source knows it (a page's samples wait in a queue); None: the read itself is the arrival
+    read_arrival: Optional[float] = None
 
     def __init__(self) -> None:
         self.events: "queue.Queue[ReaderEvent]" = queue.Queue()

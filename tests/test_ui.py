@@ -247,13 +247,13 @@ def test_browser_queue_is_bounded():
 def test_a_failed_session_is_reported_and_waiters_are_released(recognizer):
     server = start_server(recognizer)
 
-    def broken(timeout):
+    def broken():
         raise RuntimeError("broken on purpose")
 
     async def main():
         async with connect(ws_url(server)) as ws:
             await ws.recv()
-            server.session.live.poll = broken  # the worker's next poll dies
+            server.session._poll_writers = broken  # the worker's next round dies
             failed, _ = await receive_until(ws, lambda m: m["type"] == "source" and m["state"] == "failed")
             assert "broken on purpose" in failed["detail"]
             assert server.session.request_clear().wait(5.0)  # nobody waits forever
@@ -321,6 +321,64 @@ def test_two_viewers_get_the_same_final_line_as_offline_recognition(recognizer):
         line = server.session.history[0]
         assert np.array_equal(np.array(line["rows"]), points)  # the server got the ink unchanged
         assert final["text"] == line["text"] == recognizer.recognize(points).text
+    finally:
+        server.stop()
+
+
+def test_writers_each_get_a_stream_and_their_number_is_bounded(recognizer):
+    """Pages that name themselves (?writer=KEY) write in streams of their own, decoded in one batch:
+    interleaved messages still give each writer exactly its own line, as offline recognition reads
+    it; a page that reconnects with its key goes on with its line; a writer over the limit is told
+    why, and nothing else changes."""
+    from runtime.app.ui.session import SessionConfig
+
+    live = open_pen_source("browser")
+    server = LiveServer(live, recognizer, ServerConfig(port=0), SessionConfig(max_writers=2)).start_in_thread()
+    inks = {"alpha-page-1": sample_points(2), "bravo-page-2": sample_points(1)}
+    url = lambda key: f"{ws_url(server)}?writer={key}"
+
+    async def main():
+        pages = {key: await connect(url(key)) for key in inks}
+        try:
+            for ws in pages.values():
+                assert json.loads(await ws.recv())["writer"] is None  # nothing written yet
+            messages = {key: pen_message(points) for key, points in inks.items()}
+            ids = {}
+            for k in range(0, max(len(m) for m in messages.values()), 60):  # taking turns
+                for key, ws in pages.items():
+                    if k < len(messages[key]):
+                        await ws.send(json.dumps({"type": "pen", "samples": messages[key][k:k + 60]}))
+                        if key not in ids:
+                            ids[key] = (await receive_until(ws, lambda m: m["type"] == "you"))[0]["writer"]
+                if k == 120:  # the first page reconnects mid-line: same writer, same line
+                    await pages["alpha-page-1"].close()
+                    pages["alpha-page-1"] = await connect(url("alpha-page-1"))
+                    assert json.loads(await pages["alpha-page-1"].recv())["writer"] == ids["alpha-page-1"]
+            async with connect(url("charlie-page-3")) as third:  # both slots hold a line in progress
+                await third.recv()
+                await third.send(json.dumps({"type": "pen", "samples": [[1, 2, 0, 1]]}))
+                refused, _ = await receive_until(third, lambda m: m["type"] == "error")
+                assert "at most 2" in refused["message"]
+            for key, ws in pages.items():
+                await ws.send(json.dumps({"type": "end_line"}))
+            finals = {}
+            while len(finals) < 2:
+                final, _ = await receive_until(pages["bravo-page-2"], lambda m: m["type"] == "final", timeout=30)
+                finals[final["writer"]] = final
+            return ids, finals
+        finally:
+            for ws in pages.values():
+                await ws.close()
+
+    try:
+        ids, finals = asyncio.run(main())
+        assert len(set(ids.values())) == 2
+        lines = {line["writer"]: line for line in server.session.history}
+        for key, points in inks.items():
+            line = lines[ids[key]]
+            assert np.array_equal(np.array(line["rows"]), points)  # its own ink, all of it, in order
+            assert line["text"] == finals[ids[key]]["text"] == recognizer.recognize(points).text
+        assert server.session.batch_decode_seconds > 0  # the writers' frames went through decode_streams
     finally:
         server.stop()
 
@@ -466,6 +524,72 @@ def test_browser_writing_is_recognised_like_offline_and_broadcast(browser, recog
         browser.close()
         browser.switch_to.window(writer_tab)
     finally:
+        server.stop()
+
+
+def strokes_of(points: list) -> list:
+    """DRAW_JS points split after each pen lift."""
+    strokes, current = [], []
+    for p in points:
+        current.append(p)
+        if p[2]:
+            strokes.append(current)
+            current = []
+    return strokes + ([current] if current else [])
+
+
+def test_two_pages_writing_at_once_each_get_their_own_line(browser, recognizer):
+    """Two pages write different words with their strokes interleaved: each page is a writer of
+    its own (its own stream, decoded in one batch with the other), each line holds exactly its
+    page's ink and reads as offline recognition of it, and both pages show both lines, labelled."""
+    from selenium.webdriver.common.by import By
+
+    server = start_server(recognizer)
+    words = {"first": sample_points(2), "second": sample_points(7)}  # "the mock jury box", "How are you and Susan"
+    tabs = {}
+    try:
+        for name in words:
+            if tabs:
+                browser.switch_to.new_window("window")
+            browser.get(server.url)
+            tabs[name] = browser.current_window_handle
+            wait_for(browser, "window.inkstreamApp && inkstreamApp.connected && inkstreamApp.penInput")
+        strokes = {name: strokes_of(canvas_points(points)) for name, points in words.items()}
+        for k in range(max(len(s) for s in strokes.values())):  # stroke by stroke, taking turns
+            for name in words:
+                if k < len(strokes[name]):
+                    browser.switch_to.window(tabs[name])
+                    browser.execute_script(DRAW_JS, strokes[name][k])
+        deadline = time.monotonic() + 30
+        while server.session.rows_received < sum(len(p) for p in words.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for name in words:
+            browser.switch_to.window(tabs[name])
+            assert wait_for(browser, "inkstreamApp.me !== null") is not None
+            browser.find_element(By.ID, "end-line-button").click()
+        while len(server.session.history) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = server.session.history
+        assert len(lines) == 2 and lines[0]["writer"] != lines[1]["writer"]
+        for name in words:
+            browser.switch_to.window(tabs[name])
+            me = browser.execute_script("return inkstreamApp.me")
+            line = next(l for l in lines if l["writer"] == me)
+            assert len(line["rows"]) == len(words[name])  # this page's ink, all of it, and nothing else
+            assert line["text"] == recognizer.recognize(np.array(line["rows"])).text
+            page = wait_for(browser, "inkstreamApp.history.length === 2 && inkstreamApp.history.map("
+                                     "(h) => [h.writer, h.text, document.querySelector("
+                                     "`#final-lines li[data-line='${h.line}'] .writer-chip`).textContent])")
+            assert sorted((w, t) for w, t, _ in page) == sorted((l["writer"], l["text"]) for l in lines)
+            chips = {w: chip for w, _, chip in page}
+            assert chips[me].endswith("(you)") and len(set(chips.values())) == 2
+        assert lines[0]["text"] != lines[1]["text"] or not lines[0]["text"]
+    finally:
+        for name in list(tabs)[1:]:
+            browser.switch_to.window(tabs[name])
+            browser.close()
+        if tabs:
+            browser.switch_to.window(tabs["first"])
         server.stop()
 
 

@@ -84,11 +84,19 @@ class LiveRecognition:
         self._source_t: Optional[float] = None  # the newest sample's t, rows or not
         self._session_breaks = source.session_breaks  # device restarts already handled
         self._arrival = time.monotonic()  # when that sample was read
+        self._unreported: list = []  # row chunks fed to the stream but not yet reported (on_partial)
+        self._unreported_since: Optional[float] = None  # when the oldest of them reached the host
+        self.report_delay_s = 0.0  # of the last report: from the oldest sample's arrival to its text
 
     # ---- the loop body ---------------------------------------------------------------------
-    def poll(self, timeout: float) -> list[PenSample]:
+    def poll(self, timeout: float, decode: bool = True) -> list[PenSample]:
         """Wait up to ``timeout`` for samples, recognise them, handle connection changes, and end
-        the line when the pen has paused long enough. Returns the samples read."""
+        the line when the pen has paused long enough. Returns the samples read.
+
+        ``decode=False`` leaves the new frames of the current line waiting in the stream, so a
+        caller serving many writers can run them through the model together
+        (:meth:`StreamingRecognizer.decode_streams`) and then :meth:`flush`; a line that ends is
+        always decoded and reported at once."""
         quiet_since = None
         samples = self._read(timeout)
         if not samples:  # a read may come back empty late (a busy machine): is anything due now?
@@ -98,10 +106,33 @@ class LiveRecognition:
         # Nothing was due at quiet_since, so the source's clock then is at least the estimate and
         # below the next sample's time: the pause is never overestimated, whatever the load.
         self.check_pause(None if samples else quiet_since)
+        if decode:
+            self.flush()
         return samples
 
-    def accept(self, samples: list[PenSample], arrived: Optional[float] = None) -> None:
-        """Recognise ``samples`` (read at monotonic time ``arrived``, default now)."""
+    def flush(self) -> None:
+        """Decode what went into the current line since the last report and report it
+        (``on_partial``), once for all of it."""
+        if not self._unreported:
+            return
+        rows = self._unreported[0] if len(self._unreported) == 1 else np.concatenate(self._unreported)
+        self._unreported = []
+        self._decode()
+        if self._unreported_since is not None:
+            self.report_delay_s = time.monotonic() - self._unreported_since
+            self._unreported_since = None
+        self.on_partial(rows)
+
+    def accept(self, samples: list[PenSample], arrived: Optional[float] = None, decode: bool = True) -> None:
+        """Recognise ``samples`` (read at monotonic time ``arrived``, default now); ``decode`` as
+        in :meth:`poll`."""
+        if samples and self._unreported_since is None:
+            self._unreported_since = time.monotonic() if arrived is None else arrived
+        self._accept(samples, arrived)
+        if decode:
+            self.flush()
+
+    def _accept(self, samples: list[PenSample], arrived: Optional[float] = None) -> None:
         if not samples:
             return
         self._arrival = time.monotonic() if arrived is None else arrived
@@ -138,6 +169,7 @@ class LiveRecognition:
 
     def finish(self) -> None:
         """End the current line now (``on_final``) and start the next one."""
+        self.flush()  # what the line holds is reported before the line ends
         stream = self.stream
         if not stream.samples and stream.held_back is None:
             return
@@ -148,14 +180,14 @@ class LiveRecognition:
         self.lines += 1
         self.recognizer.reset(stream)  # feeds back rows held for the next line, if any
         if held is not None and len(held):
-            self._decode()
-            self.on_partial(held)
+            self._unreported.append(held)
             if stream.held_back is not None:  # the held rows hold another line break
                 self.finish()
 
     def clear(self) -> None:
         """Forget the current line, held-back rows and an open stroke; no ``on_final``."""
         self.assembler = StrokeRowAssembler()
+        self._unreported, self._unreported_since = [], None
         self.recognizer.reset(self.stream, keep_held_back=False)
 
     # ---- internals ---------------------------------------------------------------------------
@@ -178,8 +210,7 @@ class LiveRecognition:
             self.rows_received += len(chunk)
             if prev_t is not None:
                 self.ink_seconds += max(0.0, float(chunk[-1, 2]) - prev_t)
-            self._decode()
-            self.on_partial(chunk)
+            self._unreported.append(chunk)
             if stream.held_back is not None:  # the writer went to a new line
                 self.finish()
 
@@ -198,7 +229,10 @@ class LiveRecognition:
             samples = self.source.read(timeout=timeout)
             restarted = self._device_restarted()
             if samples:
-                self.accept(samples)
+                if self._unreported_since is None:
+                    arrival = self.source.read_arrival
+                    self._unreported_since = time.monotonic() if arrival is None else arrival
+                self._accept(samples)
                 out += samples
             if not restarted:
                 return out

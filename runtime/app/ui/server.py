@@ -12,8 +12,14 @@ capped in size (``max_size``) and rate (a token bucket per connection); a malfor
 gets an ``error`` reply and nothing else changes. If recognition fails (the session's worker
 died), ``pen`` and ``clear`` get an ``error`` naming the failure and ``hello`` carries it.
 
+A page names itself in the WebSocket URL (``/ws?writer=KEY``, 8 to 64 of ``A-Za-z0-9_-``, kept
+by the page across reconnects and server restarts); a client that does not is one writer per
+connection. With ``--source browser`` each page that writes is a writer with its own stream and
+lines (see :mod:`runtime.app.ui.session`); its first pen message is answered ``{"type": "you",
+"writer": id}`` and ``hello`` carries ``writer`` for a page that already wrote.
+
 Messages from the page: ``{"type": "pen", "samples": [[x, y, t, tip, pressure?], ...]}`` (only
-when the source is ``browser``), ``{"type": "end_line"}`` (the writer ends the line: the "End
+when the source is ``browser``), ``{"type": "end_line"}`` (the writer ends its line: the "End
 line" button or Enter), ``{"type": "clear"}``, ``{"type": "ping", "t": ms}``.
 """
 from __future__ import annotations
@@ -30,7 +36,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlsplit
+import re
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
@@ -41,7 +48,7 @@ from firmware_bridge.samples import PenSample
 from runtime.app.config import add_recognizer_arguments, config_from_args
 from runtime.app.errors import USER_ERRORS, fail
 from runtime.app.sources import SPEC_HELP, LiveSource, open_pen_source
-from runtime.app.ui.session import RecognitionSession, SessionConfig, finite_number
+from runtime.app.ui.session import RecognitionSession, SessionConfig, TooManyWriters, finite_number
 from runtime.recognizer import StreamingRecognizer
 
 __all__ = ["ServerConfig", "LiveServer", "open_server", "serve_until_interrupted", "configure", "run"]
@@ -58,6 +65,7 @@ STATIC_FILES = {  # URL path -> (file, content type); nothing else is ever read 
 WS_PATH = "/ws"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 COORD_LIMIT = 1e7  # no pen reports coordinates or times beyond this
+WRITER_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")  # what a page may call itself
 
 
 @dataclass(frozen=True)
@@ -131,8 +139,9 @@ class LiveServer:
         self.recognizer = recognizer
         self.config = config
         session_config = session_config or SessionConfig(clock_speed=live.clock_speed)
-        self.session = RecognitionSession(live.source, recognizer, self._publish_from_worker, session_config,
-                                          live.name)
+        # pages that write each get a writer of their own; a device is the session's one writer
+        self.session = RecognitionSession(None if live.accepts_pen_input else live.source, recognizer,
+                                          self._publish_from_worker, session_config, live.name)
         self.viewers: set = set()
         self.port: Optional[int] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
@@ -195,12 +204,13 @@ class LiveServer:
         return self._response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
     # ---- WebSocket ---------------------------------------------------------------------------
-    def _hello(self) -> dict:
+    def _hello(self, key: Optional[str] = None) -> dict:
         info = self.recognizer.model.info
         return {
             "type": "hello",
             "source": self.live.name,
             "pen_input": self.live.accepts_pen_input,
+            "writer": None if key is None else self.session.find_writer(key),  # this page's, once it wrote
             "memory_cells": self.session.memory_cells,
             "model": {"layers": info.num_layers, "hidden": info.hidden_size,
                       "training_steps": info.metadata.get("training_steps"),
@@ -220,9 +230,14 @@ class LiveServer:
     async def _handler(self, ws: ServerConnection) -> None:
         bucket = TokenBucket(self.config.messages_per_s, self.config.message_burst)
         last_rate_error = 0.0
+        # A page names itself (?writer=KEY, kept across reconnects and server restarts) so its ink
+        # stays one writer's; a client that does not gets a writer for this connection.
+        key = parse_qs(urlsplit(ws.request.path).query).get("writer", [""])[0]
+        if not WRITER_KEY.fullmatch(key):
+            key = f"connection-{id(ws)}"
         self.viewers.add(ws)
         try:
-            await ws.send(json.dumps(self._hello()))
+            await ws.send(json.dumps(self._hello(key)))
             async for message in ws:
                 if not bucket.take():
                     now = time.monotonic()
@@ -231,7 +246,7 @@ class LiveServer:
                         await self._send_error(ws, "rate limit: message dropped")
                     continue
                 try:
-                    reply = self._on_message(message)
+                    reply = self._on_message(message, key)
                 except MessageError as exc:
                     await self._send_error(ws, str(exc))
                     continue
@@ -246,7 +261,7 @@ class LiveServer:
         self.errors_sent += 1
         await ws.send(json.dumps({"type": "error", "message": text}))
 
-    def _on_message(self, message) -> Optional[dict]:
+    def _on_message(self, message, key: str) -> Optional[dict]:
         """Handle one message from a page; MessageError for anything malformed."""
         if isinstance(message, bytes):
             raise MessageError("binary messages are not accepted; send JSON text")
@@ -271,14 +286,22 @@ class LiveServer:
             self.session.request_clear()
             return None
         if kind == "end_line":  # the writer says the line is over (a button, a key)
-            self.session.request_finish_line()
+            if not self.live.accepts_pen_input:
+                self.session.request_finish_line()
+            elif (writer := self.session.find_writer(key)) is not None:  # this page's own line
+                self.session.request_finish_line(writer)
             return None
         if kind == "pen":
             if not self.live.accepts_pen_input:
                 raise MessageError(f"pen input is only accepted with --source browser (this source: {self.live.name})")
-            if not self.live.source.push(self._pen_samples(data.get("samples"))):
+            samples = self._pen_samples(data.get("samples"))
+            try:
+                writer, source, joined = self.session.writer_source(key)
+            except (TooManyWriters, RuntimeError) as exc:
+                raise MessageError(self._failure_text() or str(exc)) from None
+            if not source.push(samples):
                 raise MessageError(self._failure_text() or "recognition is behind: pen samples dropped")
-            return None
+            return {"type": "you", "writer": writer} if joined else None
         raise MessageError(f"unknown message type {kind!r} (pen, end_line, clear, ping)")
 
     def _pen_samples(self, rows) -> list:

@@ -1,18 +1,30 @@
-"""One live recognition session: a pen source, one :class:`InkStream`, and the lines it produced.
+"""One live recognition session: its writers' pen sources, a stream per writer, and the lines
+they produced.
 
-A :class:`RecognitionSession` runs a worker thread that reads :class:`PenSample` batches from a
-pen source and recognises them with :class:`runtime.app.live.LiveRecognition` (the loop ``inkstream
-recognize`` runs too, with the same endpoints), and *publishes* plain-dict messages (JSON-ready) to a callback. The web server broadcasts them to
-every viewer; the terminal demo prints them. Decoding therefore never runs on an event loop.
+A :class:`RecognitionSession` runs one worker thread that reads :class:`PenSample` batches from
+every writer's source and recognises each writer's ink with its own
+:class:`runtime.app.live.LiveRecognition` (the loop ``inkstream recognize`` runs too, with the
+same endpoints); the new frames of all writers go through the model in one batched call per
+round. It *publishes* plain-dict messages (JSON-ready) to a callback. The web server broadcasts
+them to every viewer; the terminal demo prints them. Decoding therefore never runs on an event loop.
+
+A writer is a device (a session made with a source: writer 0) or a web page that wrote (one per
+page, found again by its key after a reconnect, at most ``SessionConfig.max_writers``).
 
 Messages (``type`` field), each with a ``seq`` number that grows by one per message:
 
-* ``update``: new rows of the current line (``rows``, ``first_sample``, ``arrived_ms`` = wall
-  clock when the worker read them), the growing hypothesis (``text``, ``chars``) and a column
-  of LSTM memory cells (``cells``: ``sample`` index and ``values`` of the last layer's c).
-* ``final``: the line is over (``text``, ``chars``, ``num_samples``: the line keeps only its
-  first ``num_samples`` rows; later rows were the next line's and come again in its ``update``).
-* ``clear``: everything was cleared. ``stats``: rates, RTF, serial errors, source state.
+* ``update``: new rows of a writer's current line (``writer``, ``line``, ``rows``,
+  ``first_sample``, ``arrived_ms`` = wall clock when the worker read them, ``recognition_ms`` =
+  from the oldest of them reaching the host to this text), the growing hypothesis (``text``,
+  ``chars``) and a column of LSTM memory cells (``cells``: ``sample`` index and ``values`` of the
+  last layer's c).
+* ``final``: the writer's line is over (``writer``, ``label``, ``line``, ``text``, ``chars``,
+  ``num_samples``: the line keeps only its first ``num_samples`` rows; later rows were the next
+  line's and come again in its ``update``).
+* ``writer``: a page became a writer (``writer``, ``label``, ``line``); ``writer_left``: an idle
+  one gave its slot up.
+* ``clear``: everything was cleared (``lines``: each writer's new line number). ``stats``: rates,
+  RTF, serial errors, writers, source state.
 * ``source``: the source ended or changed state, or recognition failed (``state`` ``failed``,
   ``detail``: the error); nothing more is recognised after that.
 
@@ -27,7 +39,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -53,6 +65,8 @@ class SessionConfig:
     ``history_lines``: final lines kept for late viewers, and ``history_rows`` the most pen samples
     they hold together (the oldest lines go first), so what a joining viewer is sent stays bounded
     (the current line is bounded by the endpoint rule's ``max_line_samples``).
+    ``max_writers``: how many pages may write at once, each in its own stream; a writer with no
+    line in progress, silent for ``writer_idle_s``, gives its slot to a new one.
     ``stats_period_s``: stats cadence. ``save_dir``: every final line is written there as an InkML
     file with its recognised text (``line-NNNNNN.inkml``, atomically), and a session started on the
     folder begins with the lines found there, so a restart keeps what was written (``clear`` clears
@@ -60,6 +74,8 @@ class SessionConfig:
     """
 
     memory_cells: int = 16
+    max_writers: int = 8  # pages writing at once, each in its own stream
+    writer_idle_s: float = 60.0  # a writer with no line in progress gives its slot up after this
     clock_speed: float = 1.0
     history_lines: int = 50
     history_rows: int = 100_000
@@ -82,11 +98,12 @@ class BrowserPenSource(PenSource):
     At most ``max_batches`` batches wait: when recognition falls behind (or has stopped), a push
     is refused (False) and its samples are counted in ``errors.extra['dropped_samples']``."""
 
-    def __init__(self, max_batches: int = 256) -> None:
+    def __init__(self, max_batches: int = 256, wake: Optional[threading.Event] = None) -> None:
         super().__init__()
         self.info = DeviceInfo("browser", 0, 0, 0, name="web page (pointer events)")
-        self._queue: "queue.Queue[list[PenSample]]" = queue.Queue(maxsize=max_batches)
+        self._queue: "queue.Queue[tuple[float, list[PenSample]]]" = queue.Queue(maxsize=max_batches)
         self._closed = False
+        self._wake = wake  # set on every push: a session serving many pages waits on one event
         self.dropped_samples = 0
 
     def push(self, samples: list[PenSample]) -> bool:
@@ -94,11 +111,13 @@ class BrowserPenSource(PenSource):
         if not samples or self._closed:
             return not samples
         try:
-            self._queue.put_nowait(samples)
-            return True
+            self._queue.put_nowait((time.monotonic(), samples))
         except queue.Full:
             self.dropped_samples += len(samples)
             return False
+        if self._wake is not None:
+            self._wake.set()
+        return True
 
     @property
     def ended(self) -> bool:
@@ -111,9 +130,11 @@ class BrowserPenSource(PenSource):
     def read(self, timeout: Optional[float] = None) -> list[PenSample]:
         out: list[PenSample] = []
         try:
-            out.extend(self._queue.get(timeout=timeout))
+            pushed, samples = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
+            self.read_arrival = pushed
+            out.extend(samples)
             while True:
-                out.extend(self._queue.get_nowait())
+                out.extend(self._queue.get_nowait()[1])
         except queue.Empty:
             return out
 
@@ -158,37 +179,67 @@ def _errors_to_json(errors: ErrorCounters) -> dict:
     return {"total": serial_error_count(errors), "counts": error_counts(errors)}
 
 
-class RecognitionSession:
-    """Reads ``source`` on a worker thread, recognises it with ``recognizer`` (one stream, through
-    :class:`runtime.app.live.LiveRecognition`) and publishes messages (see the module docstring) to
-    ``publish``, which is called on the worker thread and must not block. ``start()``/``close()``;
-    ``snapshot()`` from any thread. If the worker dies, ``failure`` holds the exception, a
-    ``source`` message with state ``failed`` goes out, and waiting command events are set."""
+@dataclass
+class Writer:
+    """One writer: a pen source with its own stream (through its :class:`LiveRecognition`), its
+    own current line and a label viewers show beside its lines. ``key``: how its pages find it
+    again after a reconnect (a browser writer), or None (the session's device)."""
 
-    def __init__(self, source: PenSource, recognizer: StreamingRecognizer, publish: Publish,
+    id: int
+    label: str
+    source: PenSource
+    live: LiveRecognition
+    key: Optional[str] = None
+    line: int = 0
+    rows: list = field(default_factory=list)
+    hypothesis: dict = field(default_factory=lambda: {"text": "", "chars": []})
+    cells: list = field(default_factory=list)
+    last_active: float = field(default_factory=time.monotonic)
+
+    def state(self) -> dict:
+        return {"writer": self.id, "label": self.label, "line": self.line, "rows": [list(r) for r in self.rows],
+                "text": self.hypothesis["text"], "chars": list(self.hypothesis["chars"]), "cells": list(self.cells)}
+
+
+class TooManyWriters(RuntimeError):
+    """Every writer slot holds a line in progress or a writer active within the idle time."""
+
+
+class RecognitionSession:
+    """Reads its writers' pen sources on one worker thread, recognises each writer's ink in its
+    own stream, and publishes messages (see the module docstring) to ``publish``, which is called
+    on the worker thread and must not block.
+
+    A session made with a ``source`` has one writer (id 0): a tablet, a file, an emulator, or a
+    test's browser source. Browser writers join with :meth:`writer_source` (one per page, found
+    again by its key after a reconnect); their new frames go through the model together, in one
+    batched call per round (:meth:`StreamingRecognizer.decode_streams`).
+
+    ``start()``/``close()``; ``snapshot()`` from any thread. If the worker dies, ``failure`` holds
+    the exception, a ``source`` message with state ``failed`` goes out, and waiting command events
+    are set."""
+
+    def __init__(self, source: Optional[PenSource], recognizer: StreamingRecognizer, publish: Publish,
                  config: SessionConfig = SessionConfig(), source_name: str = ""):
-        self.source = source
         self.recognizer = recognizer
         self.config = config
         self.source_name = source_name
         self._publish_cb = publish
-        self.live = LiveRecognition(source, recognizer, clock_speed=config.clock_speed,
-                                    on_partial=self._on_rows, on_final=self._on_final, on_event=self._on_event)
-        self.stream = self.live.stream
-        self._lock = threading.Lock()  # guards the visible state and seq against snapshot()
+        self._lock = threading.Lock()  # guards the visible state, the writers and seq against other threads
         self._seq = 0
-        self._line_id = 0
-        self._line_rows: list = []
-        self._hypothesis: dict = {"text": "", "chars": []}
-        self._cells: list = []
-        self.history: list = []  # final lines: {"line", "text", "chars", "rows"}
-        self._commands: "queue.Queue[tuple[str, threading.Event]]" = queue.Queue()
+        self._next_line = 0
+        self._next_writer = 0
+        self.writers: dict[int, Writer] = {}
+        self.history: list = []  # final lines: {"line", "writer", "label", "text", "chars", "rows"}
+        self._wake = threading.Event()  # a browser source got samples
+        self._commands: "queue.Queue[tuple[str, Optional[int], threading.Event]]" = queue.Queue()
         self._commands_lock = threading.Lock()  # a command is either queued for a live worker or set at once
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.source_ended = threading.Event()
-        self._source_state = "connecting" if source.info is None and source.events is not None else "open"
-        # stats window: counters of self.live at the window's start
+        self._source_state = "open"
+        self.batch_decode_seconds = 0.0
+        # stats window: (samples, decode seconds, ink seconds) at the window's start
         self._win_start = time.monotonic()
         self._win_base = (0, 0.0, 0.0)
         self.failure: Optional[BaseException] = None
@@ -198,14 +249,77 @@ class RecognitionSession:
         self.save_errors = 0
         if config.save_dir is not None:
             self._restore_saved_lines(Path(config.save_dir))
+        self.device: Optional[Writer] = None
+        if source is not None:
+            if source.info is None and source.events is not None:
+                self._source_state = "connecting"
+            self.device = self._add_writer(source, source_name or "pen", key=None)
+
+    # ---- writers -----------------------------------------------------------------------------
+    @property
+    def live(self) -> LiveRecognition:
+        """The device writer's recognition loop (a session made with a ``source``)."""
+        if self.device is None:
+            raise AttributeError("this session has no device writer: its writers join from pages")
+        return self.device.live
 
     @property
     def samples_received(self) -> int:
-        return self.live.samples_received
+        return sum(w.live.samples_received for w in self._writer_list())
 
     @property
     def rows_received(self) -> int:
-        return self.live.rows_received
+        return sum(w.live.rows_received for w in self._writer_list())
+
+    def _writer_list(self) -> list[Writer]:
+        with self._lock:
+            return list(self.writers.values())
+
+    def _add_writer(self, source: PenSource, label: str, key: Optional[str]) -> Writer:
+        writer_id = self._next_writer
+        live = LiveRecognition(source, self.recognizer, clock_speed=self.config.clock_speed,
+                               on_partial=lambda rows: self._on_rows(writer, rows),
+                               on_final=lambda result, count: self._on_final(writer, result, count),
+                               on_event=self._on_event)
+        writer = Writer(writer_id, label, source, live, key=key, line=self._new_line_id())
+        self._next_writer += 1
+        self.writers[writer_id] = writer
+        return writer
+
+    def _new_line_id(self) -> int:
+        self._next_line += 1
+        return self._next_line - 1
+
+    def find_writer(self, key: str) -> Optional[int]:
+        """The id of the page writer ``key``, if it has written."""
+        with self._lock:
+            return next((w.id for w in self.writers.values() if w.key == key), None)
+
+    def writer_source(self, key: str) -> tuple[int, BrowserPenSource, bool]:
+        """The pen source of the page writer ``key``: ``(writer id, source, joined now)``. A new key
+        takes a free slot (at most ``SessionConfig.max_writers``; a writer with no line in progress
+        and idle for ``writer_idle_s`` gives its slot up) or raises :class:`TooManyWriters`."""
+        with self._lock:
+            for writer in self.writers.values():
+                if writer.key == key:
+                    return writer.id, writer.source, False
+            if self.failure is not None:
+                raise RuntimeError("recognition has stopped")
+            if len(self.writers) >= self.config.max_writers:
+                now = time.monotonic()
+                idle = [w for w in self.writers.values() if w.key is not None and not w.rows
+                        and not w.live.stream.samples and now - w.last_active >= self.config.writer_idle_s]
+                if not idle:
+                    raise TooManyWriters(f"{len(self.writers)} writers are writing; at most "
+                                         f"{self.config.max_writers} at once")
+                gone = min(idle, key=lambda w: w.last_active)
+                del self.writers[gone.id]
+                gone.source.close()
+                self._publish_locked({"type": "writer_left", "writer": gone.id})
+            source = BrowserPenSource(wake=self._wake)
+            writer = self._add_writer(source, f"writer {self._next_writer + 1}", key)
+            self._publish_locked({"type": "writer", "writer": writer.id, "label": writer.label, "line": writer.line})
+        return writer.id, source, True
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "RecognitionSession":
@@ -215,26 +329,30 @@ class RecognitionSession:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(3.0)
-        self.source.close()
+        for writer in self._writer_list():
+            writer.source.close()
 
     def request_clear(self) -> threading.Event:
-        """Forget the current line and the history (runs on the worker thread, in order).
-        The returned event is set once it has been done (or the worker has failed)."""
-        return self._command("clear")
+        """Forget every writer's current line and the history (runs on the worker thread, in
+        order). The returned event is set once it has been done (or the worker has failed)."""
+        return self._command("clear", None)
 
-    def request_finish_line(self) -> threading.Event:
-        """End the current line now, as an endpoint would; the event is set once it is done."""
-        return self._command("finish")
+    def request_finish_line(self, writer: Optional[int] = None) -> threading.Event:
+        """End ``writer``'s current line now (default: the device, or the only writer), as an
+        endpoint would; the event is set once it is done."""
+        return self._command("finish", writer)
 
-    def _command(self, name: str) -> threading.Event:
+    def _command(self, name: str, writer: Optional[int]) -> threading.Event:
         done = threading.Event()
         with self._commands_lock:
             if self.failure is not None:
                 done.set()  # nobody will run it: do not leave the caller waiting
             else:
-                self._commands.put((name, done))
+                self._commands.put((name, writer, done))
+                self._wake.set()
         return done
 
     # ---- state for late viewers --------------------------------------------------------------
@@ -242,11 +360,7 @@ class RecognitionSession:
         with self._lock:
             return {
                 "seq": self._seq,
-                "line": self._line_id,
-                "rows": [list(r) for r in self._line_rows],
-                "text": self._hypothesis["text"],
-                "chars": list(self._hypothesis["chars"]),
-                "cells": list(self._cells),
+                "writers": [w.state() for w in self.writers.values()],
                 "history": list(self.history),
                 "source_state": self._source_state,
             }
@@ -256,8 +370,11 @@ class RecognitionSession:
         with self._lock:
             if mutate is not None:
                 mutate()
-            self._seq += 1
-            message["seq"] = self._seq
+            self._publish_locked(message)
+
+    def _publish_locked(self, message: dict) -> None:
+        self._seq += 1
+        message["seq"] = self._seq
         self._publish_cb(message)
 
     # ---- the worker --------------------------------------------------------------------------
@@ -266,8 +383,8 @@ class RecognitionSession:
         try:
             while not self._stop.is_set():
                 self._do_commands()
-                self.live.poll(self.config.poll_s)
-                if self.source.ended and not self.source_ended.is_set():
+                self._poll_writers()
+                if self.device is not None and self.device.source.ended and not self.source_ended.is_set():
                     self._on_source_ended()
                 now = time.monotonic()
                 if now >= next_stats:
@@ -279,7 +396,8 @@ class RecognitionSession:
             with self._commands_lock:
                 self.failure = exc
             self._release_commands()
-            self.source.close()  # a browser source refuses pushes from now on
+            for writer in self._writer_list():
+                writer.source.close()  # a browser source refuses pushes from now on
 
             def mutate():
                 self._source_state = "failed"
@@ -287,59 +405,85 @@ class RecognitionSession:
             self._publish({"type": "source", "state": "failed", "detail": repr(exc)}, mutate)
             raise
 
+    def _poll_writers(self) -> None:
+        """One round: wait for pen samples, feed every writer's stream, run the new frames of all
+        of them through the model in one batched call, then report each writer's rows."""
+        writers = self._writer_list()
+        if self.device is not None:  # its source blocks in read() until samples come
+            self.device.live.poll(self.config.poll_s)
+            return
+        if self._wake.wait(self.config.poll_s):
+            self._wake.clear()
+        for writer in writers:
+            if writer.live.poll(0, decode=False):
+                writer.last_active = time.monotonic()
+        waiting = [w.live.stream for w in writers if self.recognizer.is_ready(w.live.stream)]
+        if waiting:
+            started = time.perf_counter()
+            self.recognizer.decode_streams(waiting)
+            self.batch_decode_seconds += time.perf_counter() - started
+        for writer in writers:
+            writer.live.flush()
+
     def _release_commands(self) -> None:
         while True:
             try:
-                self._commands.get_nowait()[1].set()
+                self._commands.get_nowait()[2].set()
             except queue.Empty:
                 return
 
     def _do_commands(self) -> None:
         while True:
             try:
-                command, done = self._commands.get_nowait()
+                command, writer_id, done = self._commands.get_nowait()
             except queue.Empty:
                 return
             try:
-                # what the source delivered before the command belongs before it: the page pushes
+                writers = self._writer_list()
+                # what the sources delivered before the command belongs before it: the page pushes
                 # its pen samples first, then asks for the end of the line
-                while self.live.poll(0):
-                    pass
+                for writer in writers:
+                    while writer.live.poll(0):
+                        pass
                 if command == "clear":
-                    self._clear()
+                    self._clear(writers)
                 elif command == "finish":
-                    self.live.finish()
+                    chosen = [w for w in writers if w.id == writer_id] if writer_id is not None else writers[:1]
+                    for writer in chosen:
+                        writer.live.finish()
             finally:
                 done.set()
 
-    def _on_rows(self, rows: np.ndarray) -> None:
-        """Rows went into the current line (after a reset: the next line's first rows)."""
-        result = self.recognizer.get_result(self.stream)
+    def _on_rows(self, writer: Writer, rows: np.ndarray) -> None:
+        """Rows went into ``writer``'s current line (after a reset: the next line's first rows)."""
+        live = writer.live
+        result = self.recognizer.get_result(live.stream)
         chars = chars_to_json(result)
-        cells = self._cell_column(self.stream.samples)
+        cells = self._cell_column(live.stream)
         row_list = [[float(v) for v in r] for r in rows]
-        first = len(self._line_rows)
+        first = len(writer.rows)
 
         def mutate():
-            self._line_rows.extend(row_list)
-            self._hypothesis = {"text": result.text, "chars": chars}
+            writer.rows.extend(row_list)
+            writer.hypothesis = {"text": result.text, "chars": chars}
             if cells is not None:
-                self._cells.append(cells)
+                writer.cells.append(cells)
 
-        self._publish({"type": "update", "line": self._line_id, "first_sample": first, "rows": row_list,
-                       "arrived_ms": self.live.arrived_wall * 1000.0, "text": result.text, "chars": chars,
-                       "cells": cells}, mutate)
+        self._publish({"type": "update", "writer": writer.id, "line": writer.line, "first_sample": first,
+                       "rows": row_list, "arrived_ms": live.arrived_wall * 1000.0,
+                       "recognition_ms": round(1000.0 * live.report_delay_s, 1),
+                       "text": result.text, "chars": chars, "cells": cells}, mutate)
 
-    def _cell_column(self, sample_index: int) -> Optional[dict]:
+    def _cell_column(self, stream) -> Optional[dict]:
         if not self.memory_cells:
             return None
-        values = np.asarray(self.stream.c)[-1, 0, self.cell_indices]
-        return {"sample": int(sample_index), "values": [round(float(v), 3) for v in values]}
+        values = np.asarray(stream.c)[-1, 0, self.cell_indices]
+        return {"sample": int(stream.samples), "values": [round(float(v), 3) for v in values]}
 
-    def _on_final(self, result: RecognitionResult, count: int) -> None:
-        """The line is over: keep it; rows after ``count`` come again in the next ``update``."""
-        line = {"line": self._line_id, "text": result.text, "chars": chars_to_json(result),
-                "rows": self._line_rows[:count]}
+    def _on_final(self, writer: Writer, result: RecognitionResult, count: int) -> None:
+        """``writer``'s line is over: keep it; rows after ``count`` come again in the next ``update``."""
+        line = {"line": writer.line, "writer": writer.id, "label": writer.label, "text": result.text,
+                "chars": chars_to_json(result), "rows": writer.rows[:count]}
 
         if self.config.save_dir is not None and line["rows"]:
             self._save_line(line)
@@ -347,12 +491,13 @@ class RecognitionSession:
         def mutate():
             self.history.append(line)
             self._trim_history()
-            self._line_id += 1
-            self._line_rows = []
-            self._hypothesis = {"text": "", "chars": []}
-            self._cells = []
+            writer.line = self._new_line_id()
+            writer.rows = []
+            writer.hypothesis = {"text": "", "chars": []}
+            writer.cells = []
 
-        self._publish({"type": "final", "line": line["line"], "text": result.text, "chars": line["chars"],
+        self._publish({"type": "final", "writer": writer.id, "label": writer.label, "line": line["line"],
+                       "text": result.text, "chars": line["chars"],
                        "num_samples": count}, mutate)
 
     # ---- lines kept on disk (SessionConfig.save_dir) --------------------------------------------
@@ -369,9 +514,9 @@ class RecognitionSession:
             except (OSError, ValueError, IndexError) as exc:
                 print(f"inkstream: skipped saved line {path}: {exc}", file=sys.stderr, flush=True)
                 continue
-            self.history.append({"line": number, "text": ink.text or "", "chars": [],
-                                 "rows": ink.to_points().tolist()})
-            self._line_id = max(self._line_id, number + 1)
+            self.history.append({"line": number, "writer": None, "label": ink.writer or "", "text": ink.text or "",
+                                 "chars": [], "rows": ink.to_points().tolist()})
+            self._next_line = max(self._next_line, number + 1)
         self._trim_history()
 
     def _trim_history(self) -> None:
@@ -383,7 +528,8 @@ class RecognitionSession:
 
     def _save_line(self, line: dict) -> None:
         """Write ``line`` as ``line-NNNNNN.inkml`` (via a temporary file and a rename, so a crash
-        never leaves half a file); a failure (disk full) is counted and said once per line."""
+        never leaves half a file), its writer's label as the InkML writer; a failure (disk full)
+        is counted and said once per line."""
         from runtime.formats.inkml import write_inkml
         from runtime.ink import Ink
 
@@ -392,26 +538,28 @@ class RecognitionSession:
         tmp = folder / f".{path.name}.tmp"
         try:
             write_inkml(tmp, Ink.from_points(np.asarray(line["rows"], dtype=np.float64), text=line["text"],
-                                             id=path.stem, writer=self.source_name))
+                                             id=path.stem, writer=line["label"]))
             os.replace(tmp, path)
         except (OSError, ValueError) as exc:
             self.save_errors += 1
             print(f"inkstream: could not save line {line['line']} to {path}: {exc}", file=sys.stderr, flush=True)
 
-    def _clear(self) -> None:
-        self.live.clear()
+    def _clear(self, writers: list[Writer]) -> None:
+        for writer in writers:
+            writer.live.clear()
 
         def mutate():
             self.history = []
-            self._line_id += 1
-            self._line_rows = []
-            self._hypothesis = {"text": "", "chars": []}
-            self._cells = []
+            for writer in writers:
+                writer.line = self._new_line_id()
+                writer.rows = []
+                writer.hypothesis = {"text": "", "chars": []}
+                writer.cells = []
 
-        self._publish({"type": "clear"}, mutate)
+        self._publish({"type": "clear", "lines": {str(w.id): w.line for w in writers}}, mutate)
 
     def _on_source_ended(self) -> None:
-        self.live.end_line()
+        self.device.live.end_line()
 
         def mutate():
             self._source_state = "ended"
@@ -426,20 +574,28 @@ class RecognitionSession:
         self._publish({"type": "source", "state": event.state, "detail": event.detail}, mutate)
 
     def _publish_stats(self, now: float) -> None:
-        live = self.live
+        writers = self._writer_list()
+        samples = sum(w.live.samples_received for w in writers)
+        decode = self.batch_decode_seconds + sum(w.live.decode_seconds for w in writers)
+        ink_total = sum(w.live.ink_seconds for w in writers)
         samples0, compute0, ink0 = self._win_base
         elapsed = max(now - self._win_start, 1e-6)
-        ink = live.ink_seconds - ink0
-        rtf = (live.decode_seconds - compute0) / ink if ink > 0 else None
+        ink = ink_total - ink0
+        rtf = (decode - compute0) / ink if ink > 0 else None
+        errors = self.device.source.errors if self.device is not None else ErrorCounters()
+        for writer in writers if self.device is None else []:  # pages: samples dropped when behind
+            for name, count in writer.source.errors.extra.items():
+                errors.extra[name] = errors.extra.get(name, 0) + count
         message = {
             "type": "stats",
-            "samples_per_s": round((live.samples_received - samples0) / elapsed, 1),
+            "samples_per_s": round((samples - samples0) / elapsed, 1),
             "rtf": None if rtf is None else round(rtf, 4),
-            "serial_errors": _errors_to_json(self.source.errors),
-            "samples_total": live.samples_received,
+            "serial_errors": _errors_to_json(errors),
+            "samples_total": samples,
+            "writers": len(writers),
             "source_state": self._source_state,
         }
-        self._win_start, self._win_base = now, (live.samples_received, live.decode_seconds, live.ink_seconds)
+        self._win_start, self._win_base = now, (samples, decode, ink_total)
         self._publish(message)
 
 

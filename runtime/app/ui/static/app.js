@@ -10,6 +10,27 @@ const PING_PERIOD_MS = 2000;      // clock offset to the server, for the latency
 const INK_COLOR = "#1d2433";
 const HIGHLIGHT_COLOR = "#d9480f";
 const HIGHLIGHT_SOFT = "#f59f00";
+const WRITER_COLORS = ["#1c7ed6", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#0c8599", "#c2255c", "#5c940d"];
+
+// This page's name for the server, kept across reloads and server restarts (sessionStorage: one
+// per tab), so what it writes stays one writer's line.
+function writerKey() {
+  let key = null;
+  try { key = sessionStorage.getItem("inkstreamWriter"); } catch (e) { /* storage off: one per load */ }
+  if (!key || !/^[A-Za-z0-9_-]{8,64}$/.test(key)) {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    key = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    try { sessionStorage.setItem("inkstreamWriter", key); } catch (e) { /* as above */ }
+  }
+  return key;
+}
+
+function newWriter(id, label, line) {
+  return { id, label: label || `writer ${id + 1}`, line: line || 0, rows: [], text: "", chars: [], cells: [] };
+}
+
+function writerColor(id) { return WRITER_COLORS[((id % WRITER_COLORS.length) + WRITER_COLORS.length) % WRITER_COLORS.length]; }
 
 const app = {
   ws: null,
@@ -20,12 +41,21 @@ const app = {
   penInput: false,
   maxSamplesPerMessage: 512,
   memoryCells: 0,
-  line: 0,
-  rows: [],            // current line: [x, y, t, pen_up_after]
-  text: "",
-  chars: [],           // {c, frame, s0, s1, strokes}
-  cells: [],           // current line: {sample, values}
-  history: [],         // final lines: {line, text, chars, rows, cells?}
+  key: writerKey(),
+  me: null,            // this page's writer id, once it has written
+  writers: new Map(),  // id -> {id, label, line, rows: [x, y, t, pen_up_after], text, chars, cells}
+  focus: null,         // the writer drawn large when this page has not written: the latest active
+  // the current line drawn large: this page's own, else the focused writer's
+  get main() {
+    return this.writers.get(this.me) || this.writers.get(this.focus) || this.writers.values().next().value ||
+      newWriter(-1, "", 0);
+  },
+  get rows() { return this.main.rows; },
+  get text() { return this.main.text; },
+  get chars() { return this.main.chars; },   // {c, frame, s0, s1, strokes}
+  get cells() { return this.main.cells; },   // {sample, values}
+  history: [],         // final lines: {line, writer, label, text, chars, rows, cells?}
+  recognitionMs: null, // from a sample reaching the server to the text that includes it
   highlight: null,     // {line, strokes: Set, s0, s1}
   clockOffsetMs: 0,    // server clock - page clock
   bestRttMs: Infinity,
@@ -44,7 +74,7 @@ const $ = (id) => document.getElementById(id);
 // ---- connection ---------------------------------------------------------------------------
 function connect() {
   setStatus("connecting", "connecting…");
-  const ws = new WebSocket(`ws://${location.host}/ws`);
+  const ws = new WebSocket(`ws://${location.host}/ws?writer=${app.key}`);
   app.ws = ws;
   ws.onopen = () => {
     app.connected = true;
@@ -100,13 +130,16 @@ function handleMessage(msg) {
     return;
   }
   if (msg.type === "error") return showError(msg.message);
+  if (msg.type === "you") { app.me = msg.writer; return renderAll(); }
   if (msg.seq !== undefined) {
     if (msg.seq <= app.seq) return;  // already part of the snapshot we started from
     app.seq = msg.seq;
   }
   if (msg.type === "update") onUpdate(msg);
   else if (msg.type === "final") onFinal(msg);
-  else if (msg.type === "clear") onClear();
+  else if (msg.type === "clear") onClear(msg);
+  else if (msg.type === "writer") { writerOf(msg.writer, msg.label).line = msg.line; renderOthers(); }
+  else if (msg.type === "writer_left") { app.writers.delete(msg.writer); renderOthers(); }
   else if (msg.type === "stats") onStats(msg);
   else if (msg.type === "source") {
     $("source-state").textContent = `source: ${msg.state}`;
@@ -120,11 +153,12 @@ function onHello(msg) {
   app.penInput = msg.pen_input;
   app.memoryCells = msg.memory_cells;
   app.maxSamplesPerMessage = msg.limits.max_samples_per_message;
-  app.line = s.line;
-  app.rows = s.rows;
-  app.text = s.text;
-  app.chars = s.chars;
-  app.cells = s.cells;
+  app.me = msg.writer;
+  app.writers = new Map();
+  for (const w of s.writers) {
+    app.writers.set(w.writer, { id: w.writer, label: w.label, line: w.line, rows: w.rows, text: w.text,
+                                chars: w.chars, cells: w.cells });
+  }
   app.history = s.history;
   app.highlight = null;
   $("source-name").textContent = msg.source;
@@ -134,8 +168,7 @@ function onHello(msg) {
   $("model-info").textContent = `model: ${m.layers}×${m.hidden} LSTM` + (m.val_cer ? `, validation CER ${m.val_cer}` : "");
   $("ink-canvas").classList.toggle("pen-input", app.penInput);
   $("pen-hint").hidden = !app.penInput || app.rows.length > 0;
-  renderHistory();
-  renderLive();
+  renderAll();
   if (app.penInput) flushPen();  // what was written while the connection was down
   else if (app.pendingSamples.length) {  // a server whose source is a device takes no pen input
     showError(`${app.pendingSamples.length} pen samples written offline were not sent: this source takes no pen input`);
@@ -144,19 +177,34 @@ function onHello(msg) {
   }
 }
 
+function writerOf(id, label) {
+  if (!app.writers.has(id)) app.writers.set(id, newWriter(id, label, 0));
+  const w = app.writers.get(id);
+  if (label) w.label = label;
+  return w;
+}
+
 function onUpdate(msg) {
-  if (msg.line !== app.line) {
-    app.line = msg.line;
-    app.rows = [];
-    app.cells = [];
+  const w = writerOf(msg.writer);
+  if (msg.line !== w.line) {
+    w.line = msg.line;
+    w.rows = [];
+    w.cells = [];
   }
-  app.rows.length = Math.min(app.rows.length, msg.first_sample);
-  for (const r of msg.rows) app.rows.push(r);
-  app.text = msg.text;
-  app.chars = msg.chars;
-  if (msg.cells) app.cells.push(msg.cells);
-  $("pen-hint").hidden = true;
-  scheduleLiveRender(msg.arrived_ms);
+  w.rows.length = Math.min(w.rows.length, msg.first_sample);
+  for (const r of msg.rows) w.rows.push(r);
+  w.text = msg.text;
+  w.chars = msg.chars;
+  if (msg.cells) w.cells.push(msg.cells);
+  if (app.me === null) app.focus = w.id;  // a viewer follows whoever writes
+  const r = msg.recognition_ms;
+  if (typeof r === "number") app.recognitionMs = app.recognitionMs === null ? r : 0.8 * app.recognitionMs + 0.2 * r;
+  if (w === app.main) {
+    $("pen-hint").hidden = true;
+    scheduleLiveRender(msg.arrived_ms);
+  } else {
+    scheduleOthersRender();
+  }
 }
 
 // Updates can arrive faster than the screen refreshes (a fast pen, a replay, a slow device);
@@ -174,33 +222,88 @@ function scheduleLiveRender(arrivedMs) {
     const latency = Date.now() + app.clockOffsetMs - newestArrivedMs;
     app.latencyMs = app.latencyMs === null ? latency : 0.8 * app.latencyMs + 0.2 * latency;
     $("stat-latency").textContent = Math.max(0, app.latencyMs).toFixed(0);
+    if (app.recognitionMs !== null) $("stat-recognition").textContent = app.recognitionMs.toFixed(0);
   });
 }
 
-function onFinal(msg) {
-  app.history.push({ line: msg.line, text: msg.text, chars: msg.chars,
-                     rows: app.rows.slice(0, msg.num_samples), cells: app.cells });
-  app.line = msg.line + 1;
-  app.rows = [];
-  app.text = "";
-  app.chars = [];
-  app.cells = [];
-  if (app.highlight && app.highlight.line === "live") app.highlight = null;
-  renderHistory();
-  renderLive();
+let othersPending = false;
+function scheduleOthersRender() {
+  if (othersPending) return;
+  othersPending = true;
+  requestAnimationFrame(() => { othersPending = false; renderOthers(); });
 }
 
-function onClear() {
-  app.rows = []; app.text = ""; app.chars = []; app.cells = []; app.history = [];
+function onFinal(msg) {
+  const w = writerOf(msg.writer, msg.label);
+  app.history.push({ line: msg.line, writer: msg.writer, label: msg.label, text: msg.text, chars: msg.chars,
+                     rows: w.rows.slice(0, msg.num_samples), cells: w.cells });
+  w.line = null;  // its next line's number comes with its first update
+  w.rows = [];
+  w.text = "";
+  w.chars = [];
+  w.cells = [];
+  if (app.highlight && String(app.highlight.line).startsWith("live")) app.highlight = null;
+  renderAll();
+}
+
+function onClear(msg) {
+  for (const w of app.writers.values()) {
+    w.rows = []; w.text = ""; w.chars = []; w.cells = [];
+    if (msg.lines && msg.lines[w.id] !== undefined) w.line = msg.lines[w.id];
+  }
+  app.history = [];
   app.highlight = null; app.activeStroke = null;
   $("pen-hint").hidden = !app.penInput;
+  renderAll();
+}
+
+function renderAll() {
   renderHistory();
   renderLive();
+  renderOthers();
+}
+
+// Several writers: a label in the writer's colour beside each of their lines.
+function severalWriters() {
+  const ids = new Set(app.writers.keys());
+  for (const e of app.history) if (e.writer !== null && e.writer !== undefined) ids.add(e.writer);
+  return ids.size > 1;
+}
+
+function writerChip(id, label) {
+  const chip = document.createElement("span");
+  chip.className = "writer-chip";
+  chip.textContent = id === app.me ? `${label} (you)` : label;
+  chip.style.background = writerColor(id);
+  return chip;
+}
+
+// The current lines of the other writers, small, each with its label.
+function renderOthers() {
+  const list = $("other-writers");
+  const main = app.main;
+  const others = [...app.writers.values()].filter((w) => w !== main && (w.rows.length || w.text));
+  list.hidden = others.length === 0;
+  list.textContent = "";
+  for (const w of others) {
+    const li = document.createElement("li");
+    li.dataset.writer = w.id;
+    const canvas = document.createElement("canvas");
+    const text = document.createElement("div");
+    text.className = "text-line";
+    li.append(writerChip(w.id, w.label), canvas, text);
+    list.appendChild(li);
+    renderText(text, w.text, w.chars, `live-${w.id}`);
+    const { ctx, w: cw, h } = prepareCanvas(canvas);
+    const hl = app.highlight && app.highlight.line === `live-${w.id}` ? app.highlight : null;
+    drawInk(ctx, w.rows, fitTransform(w.rows, cw, h, 6, 3), hl, 1.6, writerColor(w.id));
+  }
 }
 
 function clearStats() {
-  for (const id of ["stat-rate", "stat-latency", "stat-rtf"]) $(id).textContent = "–";
+  for (const id of ["stat-rate", "stat-latency", "stat-recognition", "stat-rtf"]) $(id).textContent = "–";
   app.latencyMs = null;
+  app.recognitionMs = null;
 }
 
 function onStats(msg) {
@@ -215,6 +318,8 @@ function onStats(msg) {
   box.title = "bad frames counted by the serial bridge" +
     Object.entries(errors.counts).map(([k, v]) => `\n${k}: ${v}`).join("");
   $("source-state").textContent = `source: ${msg.source_state}`;
+  $("stat-writers-box").hidden = !(msg.writers > 1);
+  $("stat-writers").textContent = msg.writers;
 }
 
 function showError(text) {
@@ -267,7 +372,7 @@ function prepareCanvas(canvas) {
   return { ctx, w, h };
 }
 
-function drawInk(ctx, rows, tf, highlight, lineWidth) {
+function drawInk(ctx, rows, tf, highlight, lineWidth, color) {
   const strokes = strokesOf(rows);
   const hi = highlight || { strokes: new Set(), s0: 0, s1: 0 };
   ctx.lineCap = "round";
@@ -283,7 +388,7 @@ function drawInk(ctx, rows, tf, highlight, lineWidth) {
   };
   for (const s of strokes) {
     const lit = hi.strokes.has(s.index);
-    ctx.strokeStyle = lit ? HIGHLIGHT_SOFT : INK_COLOR;
+    ctx.strokeStyle = lit ? HIGHLIGHT_SOFT : (color || INK_COLOR);
     ctx.lineWidth = lit ? lineWidth * 2 : lineWidth;
     path(s.points);
   }
@@ -344,17 +449,20 @@ function setHighlight(lineKey, alignment, span) {
   }
   renderLive();
   renderHistoryCanvases();
+  renderOthers();
 }
 
 function renderHistory() {
   const list = $("final-lines");
   list.textContent = "";
+  const labelled = severalWriters();
   for (const entry of app.history.slice().reverse()) {
     const li = document.createElement("li");
     li.dataset.line = entry.line;
     const canvas = document.createElement("canvas");
     const text = document.createElement("div");
     text.className = "text-line";
+    if (labelled && entry.writer !== null && entry.writer !== undefined) li.append(writerChip(entry.writer, entry.label));
     li.append(canvas, text);
     list.appendChild(li);
     if (entry.text) renderText(text, entry.text, entry.chars, entry.line);
