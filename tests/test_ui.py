@@ -383,6 +383,45 @@ def test_writers_each_get_a_stream_and_their_number_is_bounded(recognizer):
         server.stop()
 
 
+def test_the_gradient_of_a_line_is_the_saliency_of_its_ink(recognizer):
+    """A page asks for a line's gradient and alone gets ink_saliency of that line's rows (from the
+    float weights beside the int8 model); a line that does not exist is an error."""
+    from runtime.model import OnnxModel
+    from runtime.app.ui.gradient import float_model_path
+    from runtime.saliency import InputGradientModel, ink_saliency
+
+    server = start_server(recognizer)
+    points = sample_points(2)
+
+    async def main():
+        async with connect(ws_url(server)) as page, connect(ws_url(server)) as other:
+            await page.recv(), await other.recv()
+            message = pen_message(points)
+            for k in range(0, len(message), 200):
+                await page.send(json.dumps({"type": "pen", "samples": message[k:k + 200]}))
+            await page.send(json.dumps({"type": "end_line"}))
+            final, _ = await receive_until(page, lambda m: m["type"] == "final")
+            await page.send(json.dumps({"type": "gradient", "line": final["line"]}))
+            answer, _ = await receive_until(page, lambda m: m["type"] == "gradient", timeout=30)
+            await page.send(json.dumps({"type": "gradient", "line": 999}))
+            missing, _ = await receive_until(page, lambda m: m["type"] == "error")
+            await other.send(json.dumps({"type": "ping", "t": 1}))
+            _, seen = await receive_until(other, lambda m: m["type"] == "pong")
+            assert not any(m["type"] == "gradient" for m in seen)  # answered to the page that asked
+            return answer, missing
+
+    try:
+        answer, missing = asyncio.run(main())
+        assert "no line 999" in missing["message"]
+        path = float_model_path(recognizer.model.path)
+        expected = ink_saliency(points, model=InputGradientModel(path), prefix_model=OnnxModel(path))
+        assert answer["num_samples"] == len(points) and answer["char"] == expected.character
+        assert answer["sample"] == expected.sample_index
+        np.testing.assert_allclose(answer["values"], expected.values, atol=1e-3)
+    finally:
+        server.stop()
+
+
 # ---- a real browser -----------------------------------------------------------------------------
 def _browser_missing() -> str:
     try:
@@ -640,10 +679,19 @@ def test_demo_page_shows_the_emulated_tablet_and_the_network_view(browser, recog
                 ActionChains(browser).move_to_element(spans[0]).perform()
         except StaleElementReferenceException:
             pass
+        # the fourth row: the page asks for the gradient of the line it shows and draws it
+        gradient = wait_for(browser, "inkstreamApp.gradient && inkstreamApp.gradient.values && inkstreamApp.gradient")
+        assert len(gradient["values"]) == gradient["num_samples"] and max(gradient["values"]) == 1.0
+        graves = browser.find_element(By.ID, "graves-canvas")
+        deadline = time.monotonic() + 20  # drawn once the answer is for the line shown (lines move on)
+        while browser.execute_script(HIGHLIGHT_PIXELS_JS, graves, *HIGHLIGHT_RGB) < 200:
+            assert time.monotonic() < deadline, "the gradient row was never drawn"
+            time.sleep(0.1)
         update_docs = os.environ.get("INKSTREAM_UPDATE_SCREENSHOT") == "1"
         screenshot = DOCS_SCREENSHOT if update_docs else tmp_path / "ui.png"
         screenshot.parent.mkdir(exist_ok=True)
         browser.set_window_size(1200, 1250)  # room for a few final lines below the live view
+        browser.execute_script("window.scrollTo(0, 0)")
         assert browser.save_screenshot(str(screenshot))
         browser.set_window_size(1200, 1050)
     finally:

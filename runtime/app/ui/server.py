@@ -20,7 +20,8 @@ lines (see :mod:`runtime.app.ui.session`); its first pen message is answered ``{
 
 Messages from the page: ``{"type": "pen", "samples": [[x, y, t, tip, pressure?], ...]}`` (only
 when the source is ``browser``), ``{"type": "end_line"}`` (the writer ends its line: the "End
-line" button or Enter), ``{"type": "clear"}``, ``{"type": "ping", "t": ms}``.
+line" button or Enter), ``{"type": "clear"}``, ``{"type": "gradient", "line": N}`` (answered to
+that page alone, see :mod:`runtime.app.ui.gradient`), ``{"type": "ping", "t": ms}``.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ from firmware_bridge.samples import PenSample
 from runtime.app.config import add_recognizer_arguments, config_from_args
 from runtime.app.errors import USER_ERRORS, fail
 from runtime.app.sources import SPEC_HELP, LiveSource, open_pen_source
+from runtime.app.ui.gradient import GradientService
 from runtime.app.ui.session import RecognitionSession, SessionConfig, TooManyWriters, finite_number
 from runtime.recognizer import StreamingRecognizer
 
@@ -143,6 +145,7 @@ class LiveServer:
         self.session = RecognitionSession(None if live.accepts_pen_input else live.source, recognizer,
                                           self._publish_from_worker, session_config, live.name)
         self.viewers: set = set()
+        self.gradient = GradientService(recognizer.model.path)
         self.port: Optional[int] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self._stopped: Optional[asyncio.Event] = None
@@ -235,6 +238,7 @@ class LiveServer:
         key = parse_qs(urlsplit(ws.request.path).query).get("writer", [""])[0]
         if not WRITER_KEY.fullmatch(key):
             key = f"connection-{id(ws)}"
+        gradient: Optional[asyncio.Task] = None
         self.viewers.add(ws)
         try:
             await ws.send(json.dumps(self._hello(key)))
@@ -250,12 +254,26 @@ class LiveServer:
                 except MessageError as exc:
                     await self._send_error(ws, str(exc))
                     continue
-                if reply is not None:
+                if asyncio.iscoroutine(reply):  # a gradient: computed off the loop, one at a time per page
+                    if gradient is not None and not gradient.done():
+                        reply.close()
+                        await self._send_error(ws, "gradient: the last one asked for is still being computed")
+                    else:
+                        gradient = asyncio.create_task(self._send_when_done(ws, reply))
+                elif reply is not None:
                     await ws.send(json.dumps(reply))
         except ConnectionClosed:
             pass
         finally:
             self.viewers.discard(ws)
+            if gradient is not None:
+                gradient.cancel()
+
+    async def _send_when_done(self, ws: ServerConnection, answer) -> None:
+        try:
+            await ws.send(json.dumps(await answer))
+        except ConnectionClosed:
+            pass
 
     async def _send_error(self, ws: ServerConnection, text: str) -> None:
         self.errors_sent += 1
@@ -291,6 +309,14 @@ class LiveServer:
             elif (writer := self.session.find_writer(key)) is not None:  # this page's own line
                 self.session.request_finish_line(writer)
             return None
+        if kind == "gradient":  # the network view's fourth row, for one line
+            line = data.get("line")
+            if not isinstance(line, int) or isinstance(line, bool):
+                raise MessageError("gradient: 'line' must be a line number")
+            rows = self.session.line_rows(line)
+            if rows is None:
+                raise MessageError(f"gradient: no line {line} (it may have left the history)")
+            return self.gradient.answer_async(line, rows)
         if kind == "pen":
             if not self.live.accepts_pen_input:
                 raise MessageError(f"pen input is only accepted with --source browser (this source: {self.live.name})")
@@ -302,7 +328,7 @@ class LiveServer:
             if not source.push(samples):
                 raise MessageError(self._failure_text() or "recognition is behind: pen samples dropped")
             return {"type": "you", "writer": writer} if joined else None
-        raise MessageError(f"unknown message type {kind!r} (pen, end_line, clear, ping)")
+        raise MessageError(f"unknown message type {kind!r} (pen, end_line, clear, gradient, ping)")
 
     def _pen_samples(self, rows) -> list:
         if not isinstance(rows, list) or not rows:
@@ -346,6 +372,7 @@ class LiveServer:
         finally:  # also when the port cannot be bound: the emulator and the reader thread stop
             self.session.close()
             self.live.close()
+            self.gradient.close()
 
     def start_in_thread(self, timeout: float = 10.0) -> "LiveServer":
         errors: list = []

@@ -17,7 +17,7 @@ Messages (``type`` field), each with a ``seq`` number that grows by one per mess
   ``first_sample``, ``arrived_ms`` = wall clock when the worker read them, ``recognition_ms`` =
   from the oldest of them reaching the host to this text), the growing hypothesis (``text``,
   ``chars``) and a column of LSTM memory cells (``cells``: ``sample`` index and ``values`` of the
-  last layer's c).
+  last layer's c, and ``frames`` decoded so far: 0 while the features hold the first ink back).
 * ``final``: the writer's line is over (``writer``, ``label``, ``line``, ``text``, ``chars``,
   ``num_samples``: the line keeps only its first ``num_samples`` rows; later rows were the next
   line's and come again in its ``update``).
@@ -295,6 +295,15 @@ class RecognitionSession:
         with self._lock:
             return next((w.id for w in self.writers.values() if w.key == key), None)
 
+    def line_rows(self, line: int) -> Optional[np.ndarray]:
+        """The rows of line ``line``: a writer's current line or one kept in the history; None if
+        neither holds it."""
+        with self._lock:
+            rows = next((w.rows for w in self.writers.values() if w.line == line), None)
+            if rows is None:
+                rows = next((kept["rows"] for kept in self.history if kept["line"] == line), None)
+            return None if rows is None else np.array(rows, dtype=np.float64).reshape(-1, 4)
+
     def writer_source(self, key: str) -> tuple[int, BrowserPenSource, bool]:
         """The pen source of the page writer ``key``: ``(writer id, source, joined now)``. A new key
         takes a free slot (at most ``SessionConfig.max_writers``; a writer with no line in progress
@@ -478,7 +487,9 @@ class RecognitionSession:
         if not self.memory_cells:
             return None
         values = np.asarray(stream.c)[-1, 0, self.cell_indices]
-        return {"sample": int(stream.samples), "values": [round(float(v), 3) for v in values]}
+        # frames 0: the features still hold the line's first ink back (its size is not known yet)
+        return {"sample": int(stream.samples), "frames": int(stream.frames_decoded),
+                "values": [round(float(v), 3) for v in values]}
 
     def _on_final(self, writer: Writer, result: RecognitionResult, count: int) -> None:
         """``writer``'s line is over: keep it; rows after ``count`` come again in the next ``update``."""

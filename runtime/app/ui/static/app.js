@@ -56,6 +56,9 @@ const app = {
   get cells() { return this.main.cells; },   // {sample, values}
   history: [],         // final lines: {line, writer, label, text, chars, rows, cells?}
   recognitionMs: null, // from a sample reaching the server to the text that includes it
+  gradient: null,      // the last gradient answer: {line, num_samples, char, sample, values | error}
+  gradientInFlight: false,
+  gradientAskedAt: 0,
   highlight: null,     // {line, strokes: Set, s0, s1}
   clockOffsetMs: 0,    // server clock - page clock
   bestRttMs: Infinity,
@@ -88,6 +91,7 @@ function connect() {
   };
   ws.onclose = () => {
     app.connected = false;
+    app.gradientInFlight = false;
     showUnsent();
     if (app.ws !== ws) return;
     const delay = app.reconnectDelay;
@@ -129,7 +133,11 @@ function handleMessage(msg) {
     }
     return;
   }
-  if (msg.type === "error") return showError(msg.message);
+  if (msg.type === "error") {
+    if (msg.message.startsWith("gradient:")) app.gradientInFlight = false;
+    return showError(msg.message);
+  }
+  if (msg.type === "gradient") return onGradient(msg);
   if (msg.type === "you") { app.me = msg.writer; return renderAll(); }
   if (msg.seq !== undefined) {
     if (msg.seq <= app.seq) return;  // already part of the snapshot we started from
@@ -222,7 +230,7 @@ function scheduleLiveRender(arrivedMs) {
     const latency = Date.now() + app.clockOffsetMs - newestArrivedMs;
     app.latencyMs = app.latencyMs === null ? latency : 0.8 * app.latencyMs + 0.2 * latency;
     $("stat-latency").textContent = Math.max(0, app.latencyMs).toFixed(0);
-    if (app.recognitionMs !== null) $("stat-recognition").textContent = app.recognitionMs.toFixed(0);
+    if (app.recognitionMs !== null) $("stat-recognition").textContent = app.recognitionMs.toFixed(app.recognitionMs < 10 ? 1 : 0);
   });
 }
 
@@ -482,53 +490,173 @@ function renderHistoryCanvases() {
   });
 }
 
-// Alex Graves' view: characters at the moment they were emitted, some LSTM memory cells over
-// time (one column per decode), and the ink. Shows the live line, or the last final line.
+// Alex Graves' view, four rows over one time axis (pen samples of the line): the characters as
+// emitted, some LSTM memory cells (one column per decode), the ink, and the gradient of the
+// character the network is most sure of back to the ink (asked of the server, see gradient.py).
+// Each stroke of the ink is drawn at the time it was written, so the rows line up. Shows the
+// live line, or the last final line.
+const GRADIENT_PERIOD_MS = 1000;  // a growing line's gradient is asked for at most this often
+
+function shownLine() {
+  const main = app.main;
+  if (main.rows.length || !app.history.length) return { line: main.line, rows: main.rows, chars: main.chars, cells: main.cells };
+  const last = app.history[app.history.length - 1];
+  return { line: last.line, rows: last.rows, chars: last.chars, cells: last.cells || [] };
+}
+
+function requestGradient() {
+  if ($("graves").hidden || !app.connected) return;
+  const now = Date.now();
+  if (app.gradientAskedAt && now - app.gradientAskedAt < (app.gradientInFlight ? 10000 : GRADIENT_PERIOD_MS)) return;
+  const shown = shownLine();
+  if (shown.line === null || !shown.rows.length) return;
+  const g = app.gradient;
+  if (g && g.line === shown.line && g.num_samples === shown.rows.length) return;  // up to date
+  if (send({ type: "gradient", line: shown.line })) {
+    app.gradientInFlight = true;
+    app.gradientAskedAt = now;
+  }
+}
+
+function onGradient(msg) {
+  app.gradientInFlight = false;
+  app.gradient = msg;
+  renderGraves();
+}
+
+// x of every sample on the time axis: a monotone, piecewise-linear warp of the ink's x through
+// knots (how far right the line had reached, the time it got there) every few dozen samples, so
+// the ink lines up with the outputs and cells above it while letters keep their shape between
+// knots (a dot or a crossing added later sits with the letter it belongs to)
+function inkByTime(rows, xOf) {
+  let most = -Infinity, x0 = Infinity;
+  for (const r of rows) { most = Math.max(most, r[0]); x0 = Math.min(x0, r[0]); }
+  const minStep = (most - x0) * 0.03;  // knots closer than this would stretch a letter too far
+  const knots = [[x0, xOf(0)]];
+  const every = Math.max(20, Math.floor(rows.length / 16));
+  let reach = -Infinity;
+  rows.forEach((r, i) => {
+    reach = Math.max(reach, r[0]);
+    if ((i % every === every - 1 || i === rows.length - 1) && reach >= knots[knots.length - 1][0] + minStep) {
+      knots.push([reach, xOf(i + 1)]);
+    }
+  });
+  if (knots.length === 1) knots.push([x0 + 1, xOf(rows.length)]);
+  return rows.map((r) => {
+    let k = 1;
+    while (k < knots.length - 1 && r[0] > knots[k][0]) k++;
+    const [xa, ta] = knots[k - 1], [xb, tb] = knots[k];
+    return ta + ((r[0] - xa) / (xb - xa)) * (tb - ta);
+  });
+}
+
+function drawInkByTime(ctx, rows, xs, top, height, styleOf) {
+  // the body of the writing fills the row; a long ascender or descender is cut at its edges
+  const ys = rows.map((r) => r[1]).sort((a, b) => a - b);
+  const q = (f) => ys[Math.min(ys.length - 1, Math.floor(f * ys.length))];
+  const pad = 0.35 * (q(0.9) - q(0.1));
+  const y0 = Math.max(ys[0], q(0.1) - pad), y1 = Math.min(ys[ys.length - 1], q(0.9) + pad);
+  const s = (height - 8) / Math.max(y1 - y0, 1e-6);
+  const yOf = (y) => top + 4 + (y - y0) * s;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(0, top, ctx.canvas.width, height);
+  ctx.clip();
+  ctx.lineCap = "round";
+  for (let i = 0; i < rows.length; i++) {
+    const joined = i > 0 && rows[i - 1][3] <= 0.5;  // same stroke as the sample before
+    const [color, width] = styleOf(i);
+    ctx.strokeStyle = color;
+    ctx.lineWidth = width;
+    ctx.beginPath();
+    if (joined) ctx.moveTo(xs[i - 1], yOf(rows[i - 1][1])); else ctx.moveTo(xs[i] - 0.1, yOf(rows[i][1]));
+    ctx.lineTo(xs[i], yOf(rows[i][1]));
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
 function renderGraves() {
   const section = $("graves");
   if (section.hidden) return;
-  let rows = app.rows, chars = app.chars, cells = app.cells;
-  if (!rows.length && app.history.length) {
-    const last = app.history[app.history.length - 1];
-    rows = last.rows; chars = last.chars; cells = last.cells || [];
-  }
+  const { line, rows, chars, cells } = shownLine();
   const { ctx, w, h } = prepareCanvas($("graves-canvas"));
-  const labelW = 110, charsH = 36, inkH = 90, gap = 8;
-  const cellsH = h - charsH - inkH - 2 * gap;
+  const labelW = 110, charsH = 34, inkH = 70, gap = 8;
+  const cellsH = h - charsH - 2 * inkH - 3 * gap;
+  const cellsTop = charsH + gap, inkTop = cellsTop + cellsH + gap, gradTop = inkTop + inkH + gap;
   const n = Math.max(rows.length, 1);
   const xOf = (sample) => labelW + (sample / n) * (w - labelW - 8);
   ctx.fillStyle = "#6b7280";
   ctx.font = "12px system-ui, sans-serif";
   ctx.textBaseline = "middle";
   ctx.fillText("output", 4, charsH / 2);
-  ctx.fillText(`LSTM cells (${app.memoryCells})`, 4, charsH + gap + cellsH / 2);
-  ctx.fillText("ink", 4, h - inkH / 2);
-  ctx.fillText("time →", w - 50, charsH + gap + cellsH + gap / 2);
+  ctx.fillText(`LSTM cells (${app.memoryCells})`, 4, cellsTop + cellsH / 2);
+  ctx.fillText("ink", 4, inkTop + inkH / 2);
+  ctx.fillText("gradient", 4, gradTop + inkH / 2 - 8);
+  ctx.fillText("time →", w - 50, inkTop - gap / 2);
+  // the start of the line the features hold back until they know the ink's size: no frames yet
+  let heldEnd = 0;
+  for (const col of cells) if (!col.frames) heldEnd = Math.max(heldEnd, col.sample);
+  if (heldEnd > 0) {
+    ctx.fillStyle = "#f1f0ec";
+    ctx.fillRect(labelW, cellsTop, xOf(heldEnd) - labelW, cellsH);
+    ctx.fillStyle = "#6b7280";
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.fillText("└ held back until the ink's size is known", labelW, inkTop - gap / 2);
+    ctx.font = "12px system-ui, sans-serif";
+  }
   // characters where they were emitted
   ctx.fillStyle = INK_COLOR;
   ctx.font = "20px Georgia, serif";
   for (const a of chars) ctx.fillText(a.c, xOf(a.s1) - 5, charsH / 2);
-  // memory cells: one column per decode, red positive, blue negative
+  // memory cells: one column per decode, each cell against its own range over the line (red above
+  // its middle, blue below): the raw values run to tens, and tanh of them would be flat colour
   const k = cells.length ? cells[0].values.length : 0;
+  const lo = new Array(k).fill(Infinity), hi = new Array(k).fill(-Infinity);
+  for (const col of cells) {
+    if (col.frames === 0) continue;
+    col.values.forEach((v, i) => { lo[i] = Math.min(lo[i], v); hi[i] = Math.max(hi[i], v); });
+  }
   let prev = 0;
   for (const col of cells) {
     const x0 = xOf(prev), x1 = Math.max(xOf(col.sample), x0 + 1);
-    col.values.forEach((v, i) => {
-      const a = Math.tanh(v);
-      const c = Math.round(255 * (1 - Math.abs(a)));
-      ctx.fillStyle = a >= 0 ? `rgb(255,${c},${c})` : `rgb(${c},${c},255)`;
-      ctx.fillRect(x0, charsH + gap + (i * cellsH) / k, x1 - x0 + 0.5, cellsH / k + 0.5);
-    });
+    if (col.frames !== 0) {
+      col.values.forEach((v, i) => {
+        const a = hi[i] > lo[i] ? (2 * (v - lo[i])) / (hi[i] - lo[i]) - 1 : 0;
+        const c = Math.round(255 * (1 - Math.abs(a)));
+        ctx.fillStyle = a >= 0 ? `rgb(255,${c},${c})` : `rgb(${c},${c},255)`;
+        ctx.fillRect(x0, cellsTop + (i * cellsH) / k, x1 - x0 + 0.5, cellsH / k + 0.5);
+      });
+    }
     prev = col.sample;
   }
   ctx.strokeStyle = "#e3e1da";
-  ctx.strokeRect(labelW, charsH + gap, w - labelW - 8, cellsH);
-  // the ink
-  ctx.save();
-  const tf = fitTransform(rows, w - labelW - 8, inkH, 4, 3);
-  ctx.translate(labelW, h - inkH);
-  drawInk(ctx, rows, tf, null, 1.6);
-  ctx.restore();
+  ctx.lineWidth = 1;
+  ctx.strokeRect(labelW, cellsTop, w - labelW - 8, cellsH);
+  if (!rows.length) return;
+  // the ink, each stroke at its time
+  const xs = inkByTime(rows, xOf);
+  drawInkByTime(ctx, rows, xs, inkTop, inkH, () => [INK_COLOR, 1.6]);
+  // the gradient: how much the explained output depends on each sample
+  const g = app.gradient;
+  if (g && g.line === line && g.values) {
+    drawInkByTime(ctx, rows, xs, gradTop, inkH, (i) => {
+      const v = i < g.values.length ? g.values[i] : 0;
+      return [`rgba(217, 72, 15, ${0.12 + 0.88 * v})`, 1.2 + 2.8 * v];
+    });
+    const gx = xOf(g.sample);
+    ctx.strokeStyle = HIGHLIGHT_COLOR;
+    ctx.setLineDash([3, 3]);
+    ctx.beginPath(); ctx.moveTo(gx, 2); ctx.lineTo(gx, h - 2); ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = HIGHLIGHT_COLOR;
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.fillText(`d "${g.char}" / d ink`, 4, gradTop + inkH / 2 + 8);
+  } else {
+    ctx.fillStyle = "#9ca3af";
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.fillText(g && g.line === line && g.error ? g.error : "computing…", labelW + 4, gradTop + inkH / 2);
+  }
 }
 
 // ---- writing on the page -------------------------------------------------------------------------
@@ -604,7 +732,9 @@ function start() {
   $("graves-toggle").addEventListener("change", (e) => {
     $("graves").hidden = !e.target.checked;
     renderGraves();
+    requestGradient();
   });
+  setInterval(requestGradient, 250);
   window.addEventListener("resize", () => { renderLive(); renderHistoryCanvases(); });
   setupPen();
   setInterval(sendPing, PING_PERIOD_MS);
