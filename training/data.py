@@ -209,6 +209,7 @@ def load_features(name: str, data_root: str, fcfg: FeatureConfig, alphabet: Alph
         if cache_file.exists():
             d = np.load(cache_file, allow_pickle=False)
             texts = [str(t) for t in d["texts"]]
+            log(f"[data] {name}: {len(texts)} samples, {len(d['frames'])} frames (from the cache)")
             return FeatureSet(name, d["frames"], d["offsets"], [np.array(alphabet.encode(t), np.int64) for t in texts],
                               texts, [str(i) for i in d["ids"]])
     items, dropped_chars, dropped_long = [], 0, 0
