@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from runtime.metrics import ErrorCounter
+from runtime.metrics import ErrorCounter, split_punctuation
 from runtime.recognizer import StreamingRecognizer
 
 
@@ -62,7 +62,7 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
     from runtime.formats.ink_io import iter_corpus_samples  # the readers load only when evaluating
 
     sources = [iter_corpus_samples(path, forms=forms, split=split, writers=writers) for path in datasets]
-    counter = ErrorCounter()
+    counter, apart = ErrorCounter(), ErrorCounter(split_punctuation)
     pen_samples = 0
     ink_seconds = 0.0
     busy = 0.0
@@ -75,6 +75,7 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
             hyp = recognize_streaming(rec, points, burst)
             busy += time.perf_counter() - t0
             counter.add(text, hyp)
+            apart.add(text, hyp)
             pen_samples += len(points)
             ink_seconds += float(points[-1, 2] - points[0, 2]) if len(points) else 0.0
             if on_sample is not None:
@@ -82,6 +83,8 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
     return {
         "cer": counter.cer, "wer": counter.wer, "samples": counter.samples, "chars": counter.chars,
         "words": counter.words, "char_errors": counter.char_errors, "word_errors": counter.word_errors,
+        # punctuation set apart on both sides (runtime.metrics.split_punctuation)
+        "cer_apart": apart.cer, "wer_apart": apart.wer, "words_apart": apart.words,
         "pen_samples": pen_samples, "seconds": busy,
         "samples_per_s": pen_samples / busy if busy > 0 else None,
         "rtf": busy / ink_seconds if ink_seconds > 0 else None,

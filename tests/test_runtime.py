@@ -430,3 +430,19 @@ def test_a_pause_mid_line_does_not_end_it_but_a_new_line_after_a_pause_does():
             now = None
     lines.append(s.samples)
     assert lines == [len(pts), len(pts)]
+
+
+def test_error_rates_count_words_and_marks_not_where_a_corpus_puts_spaces():
+    """IAM-OnDB sets punctuation apart, the other corpora do not: with split_punctuation on both
+    sides, the same writing scores the same however its reference is spaced, and a wrong mark is
+    still an error."""
+    from runtime.metrics import ErrorCounter, split_punctuation
+
+    assert split_punctuation("Mr. Foot's line,  a") == "Mr . Foot ' s line , a"
+    raw, apart = ErrorCounter(), ErrorCounter(split_punctuation)
+    for counter in (raw, apart):
+        counter.add("Left-wing support , a large majority", "Left-wing support, a large majority")
+    assert raw.word_errors == 2 and raw.char_errors == 1  # "support," for "support" and ","
+    assert apart.word_errors == 0 and apart.char_errors == 0 and apart.words == 8
+    apart.add("support , a", "support. a")
+    assert apart.word_errors == 1 and apart.char_errors == 1

@@ -60,7 +60,8 @@ def run(args) -> int:
     feed = "whole sample per call" if args.burst <= 0 else f"bursts of {args.burst} pen samples, decode after each"
     print(f"model {res['model']}  decoder {config.decoder.name}  feed: {feed}")
     print(f"samples {res['samples']}  chars {res['chars']}  words {res['words']}  pen samples {res['pen_samples']}")
-    print(f"CER {res['cer']:.4f}  WER {res['wer']:.4f}")
+    print(f"CER {res['cer']:.4f}  WER {res['wer']:.4f}  (punctuation set apart on both sides: "
+          f"CER {res['cer_apart']:.4f}  WER {res['wer_apart']:.4f})")
     if res["samples_per_s"]:
         rtf = f"{res['rtf']:.4f}" if res["rtf"] is not None else "n/a (no time stamps)"
         print(f"throughput {res['samples_per_s']:.0f} pen samples/s  real-time factor {rtf}")
