@@ -61,6 +61,18 @@ print("ok", {k: r[k] for k in ("rtf_200hz", "rss_mb", "emission_delay_p50_ms_wor
 
 echo "== recognizer API"
 "$VENV/bin/python" "$REPO/tests/api_check.py" "$FIXTURE" "${MODEL:+$(realpath "$MODEL")}"
+echo "== the network view's gradient (numpy backpropagation from the float32 file, no onnx package)"
+"$VENV/bin/python" - <<'EOF'
+import numpy as np
+from runtime.app.sources import DEMO_SAMPLES
+from runtime.app.ui.gradient import GradientService
+from runtime.ink import load_corpus
+from runtime.model import default_model_path
+
+answer = GradientService(str(default_model_path())).answer(0, load_corpus(DEMO_SAMPLES).points(2).astype(np.float64))
+assert answer.get("values") and max(answer["values"]) == 1.0, answer.get("error", answer)
+print("ok", repr(answer["char"]), len(answer["values"]), "samples")
+EOF
 echo "== inkstream demo --no-ui (emulated tablet on a pty -> serial reader -> recognizer)"
 timeout 300 "$VENV/bin/inkstream" demo --no-ui --speed 20 "${MODEL_ARGS[@]}" > demo.out
 grep -q . demo.out && echo "ok $(wc -l < demo.out) lines"
