@@ -35,6 +35,8 @@ class DecoderOption:
 BEAMS = ("beam", "word")
 DECODER_OPTIONS = (
     DecoderOption("--beam-width", "beam_width", int, "hypotheses kept per frame", BEAMS),
+    DecoderOption("--prune-beam", "prune_beam", float,
+                  "a new hypothesis this far (log) below the best is not made", BEAMS),
     DecoderOption("--lm-weight", "lm_weight", float, "scale of the character LM (0 = none)", BEAMS),
     DecoderOption("--insertion-bonus", "insertion_bonus", float, "bonus per character", BEAMS),
     DecoderOption("--lm", "lm_path", str, "character LM file (default: the shipped one)", BEAMS),
