@@ -422,6 +422,28 @@ def test_the_gradient_of_a_line_is_the_saliency_of_its_ink(recognizer):
         server.stop()
 
 
+def test_gradient_requests_from_many_pages_queue_only_so_far(recognizer):
+    """Each page has one gradient in flight; across pages at most max_waiting wait, and a slot
+    is free again once its answer is out."""
+    from runtime.app.ui.gradient import GradientBusy, GradientService
+
+    service = GradientService(recognizer.model.path, max_waiting=1)
+    rows = sample_points(1)
+
+    async def main():
+        first = service.submit(0, rows)
+        with pytest.raises(GradientBusy):
+            service.submit(1, rows)
+        answer = await first
+        assert answer["line"] == 0 and len(answer["values"]) == len(rows)
+        assert (await service.submit(2, rows))["line"] == 2
+
+    try:
+        asyncio.run(main())
+    finally:
+        service.close()
+
+
 # ---- a real browser -----------------------------------------------------------------------------
 def _browser_missing() -> str:
     try:

@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["GradientService", "float_model_path"]
+__all__ = ["GradientService", "GradientBusy", "float_model_path"]
 
 
 def float_model_path(path: str) -> Path:
@@ -34,11 +34,19 @@ def float_model_path(path: str) -> Path:
     return p
 
 
-class GradientService:
-    """Computes gradient answers for one model, lazily loaded on the first request."""
+class GradientBusy(RuntimeError):
+    """Too many requests wait already (each page may have one in flight; many pages may not
+    queue without end)."""
 
-    def __init__(self, model_path: str):
+
+class GradientService:
+    """Computes gradient answers for one model, lazily loaded on the first request; at most
+    ``max_waiting`` requests queue at once, more are refused (:class:`GradientBusy`)."""
+
+    def __init__(self, model_path: str, max_waiting: int = 4):
         self.model_path = model_path
+        self.max_waiting = max_waiting
+        self._waiting = 0  # touched on the event loop only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inkstream-gradient")
         self._lock = threading.Lock()
         self._models = None  # (InputGradientModel, OnnxModel) once loaded
@@ -73,8 +81,18 @@ class GradientService:
                            values=[round(float(v), 3) for v in result.values])
         return message
 
-    async def answer_async(self, line: int, rows: np.ndarray) -> dict:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.answer, line, rows)
+    def submit(self, line: int, rows: np.ndarray):
+        """A coroutine giving the answer, computed on the service's thread (call on the event loop)."""
+        if self._waiting >= self.max_waiting:
+            raise GradientBusy(f"gradient: {self._waiting} requests are waiting; ask again later")
+        self._waiting += 1
+        return self._answer_async(line, rows)
+
+    async def _answer_async(self, line: int, rows: np.ndarray) -> dict:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self.answer, line, rows)
+        finally:
+            self._waiting -= 1
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

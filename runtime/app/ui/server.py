@@ -49,7 +49,7 @@ from firmware_bridge.samples import PenSample
 from runtime.app.config import add_recognizer_arguments, config_from_args
 from runtime.app.errors import USER_ERRORS, fail
 from runtime.app.sources import SPEC_HELP, LiveSource, open_pen_source
-from runtime.app.ui.gradient import GradientService
+from runtime.app.ui.gradient import GradientBusy, GradientService
 from runtime.app.ui.session import RecognitionSession, SessionConfig, TooManyWriters, finite_number
 from runtime.recognizer import StreamingRecognizer
 
@@ -113,6 +113,14 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+
+@dataclass(frozen=True)
+class GradientRequest:
+    """A page asked for the gradient of line ``line`` (whose rows are ``rows``)."""
+
+    line: int
+    rows: object
 
 
 class MessageError(ValueError):
@@ -254,12 +262,16 @@ class LiveServer:
                 except MessageError as exc:
                     await self._send_error(ws, str(exc))
                     continue
-                if asyncio.iscoroutine(reply):  # a gradient: computed off the loop, one at a time per page
+                if isinstance(reply, GradientRequest):  # computed off the loop, one at a time per page
                     if gradient is not None and not gradient.done():
-                        reply.close()
                         await self._send_error(ws, "gradient: the last one asked for is still being computed")
-                    else:
-                        gradient = asyncio.create_task(self._send_when_done(ws, reply))
+                        continue
+                    try:
+                        answer = self.gradient.submit(reply.line, reply.rows)
+                    except GradientBusy as exc:
+                        await self._send_error(ws, str(exc))
+                        continue
+                    gradient = asyncio.create_task(self._send_when_done(ws, answer))
                 elif reply is not None:
                     await ws.send(json.dumps(reply))
         except ConnectionClosed:
@@ -316,7 +328,7 @@ class LiveServer:
             rows = self.session.line_rows(line)
             if rows is None:
                 raise MessageError(f"gradient: no line {line} (it may have left the history)")
-            return self.gradient.answer_async(line, rows)
+            return GradientRequest(line, rows)
         if kind == "pen":
             if not self.live.accepts_pen_input:
                 raise MessageError(f"pen input is only accepted with --source browser (this source: {self.live.name})")
