@@ -59,6 +59,14 @@ def pen_message(points: np.ndarray) -> list:
     return out
 
 
+async def write_line(ws, points: np.ndarray, per_message: int = 100) -> None:
+    """Send ``points`` as a page would, then end the line (the page's "End line" button)."""
+    message = pen_message(points)
+    for k in range(0, len(message), per_message):
+        await ws.send(json.dumps({"type": "pen", "samples": message[k:k + per_message]}))
+    await ws.send(json.dumps({"type": "end_line"}))
+
+
 def ws_url(server):
     return f"ws://127.0.0.1:{server.port}/ws"
 
@@ -307,10 +315,7 @@ def test_two_viewers_get_the_same_final_line_as_offline_recognition(recognizer):
     async def main():
         async with connect(ws_url(server)) as writer, connect(ws_url(server)) as viewer:
             await writer.recv(), await viewer.recv()
-            message = pen_message(points)
-            for k in range(0, len(message), 100):
-                await writer.send(json.dumps({"type": "pen", "samples": message[k:k + 100]}))
-            await writer.send(json.dumps({"type": "end_line"}))  # the page's "End line" button
+            await write_line(writer, points)
             finals = [(await receive_until(ws, lambda m: m["type"] == "final", timeout=30))[0]
                       for ws in (writer, viewer)]
             assert finals[0]["text"] == finals[1]["text"]
@@ -396,10 +401,7 @@ def test_the_gradient_of_a_line_is_the_saliency_of_its_ink(recognizer):
     async def main():
         async with connect(ws_url(server)) as page, connect(ws_url(server)) as other:
             await page.recv(), await other.recv()
-            message = pen_message(points)
-            for k in range(0, len(message), 200):
-                await page.send(json.dumps({"type": "pen", "samples": message[k:k + 200]}))
-            await page.send(json.dumps({"type": "end_line"}))
+            await write_line(page, points, per_message=200)
             final, _ = await receive_until(page, lambda m: m["type"] == "final")
             await page.send(json.dumps({"type": "gradient", "line": final["line"]}))
             answer, _ = await receive_until(page, lambda m: m["type"] == "gradient", timeout=30)
