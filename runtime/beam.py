@@ -113,7 +113,10 @@ class CtcPrefixBeamDecoder:
     * ``lexicon`` a word list file (one word a line) or an iterable of words;
       ``lexicon_bonus`` is added for every completed word found in it;
     * ``char_threshold`` / ``max_chars_per_frame`` / ``prune_beam`` the per-frame extension
-      pruning (``prune_beam=math.inf`` turns the last off).
+      pruning (``prune_beam=math.inf`` turns the last off);
+    * ``empty_penalty`` added to the empty reading when the result is chosen: ink was written, so
+      "nothing" must not win just because it pays no LM cost (a lone "7" costs the word LM about
+      6 nats, more than a crisp CTC peak wins over the all-blank path).
     """
 
     name = "beam"
@@ -121,7 +124,7 @@ class CtcPrefixBeamDecoder:
     def __init__(self, alphabet: Alphabet, beam_width: int = 8, lm_weight: float = 0.5,
                  insertion_bonus: float = 1.0, lm_path=None, lexicon=None, lexicon_bonus: float = 2.0,
                  char_threshold: float = -7.0, max_chars_per_frame: int = 6, prune_beam: float = 8.0,
-                 lm: Optional[CharLanguageModel] = None):
+                 empty_penalty: float = -10.0, lm: Optional[CharLanguageModel] = None):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if lm_weight < 0:
@@ -132,6 +135,9 @@ class CtcPrefixBeamDecoder:
             raise ValueError(f"prune_beam must be > 0, got {prune_beam}")
         if lexicon_bonus < 0:
             raise ValueError(f"lexicon_bonus must be >= 0, got {lexicon_bonus}")
+        if empty_penalty > 0:
+            raise ValueError(f"empty_penalty must be <= 0, got {empty_penalty}")
+        self.empty_penalty = float(empty_penalty)
         self.alphabet = alphabet
         self.beam_width = int(beam_width)
         self.lm_weight = float(lm_weight)
@@ -193,7 +199,7 @@ class CtcPrefixBeamDecoder:
             bonus, lexicon = self.insertion_bonus, self.lexicon
             best_score, prefix, hyp = _NEG_INF, None, None
             for p, h in state.beams.items():
-                score = _score(p, h, bonus)
+                score = _score(p, h, bonus) if p else _score(p, h, bonus) + self.empty_penalty
                 if h.word and h.word in lexicon:
                     score += self.lexicon_bonus
                 if prefix is None or score > best_score:

@@ -162,6 +162,10 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
       new word is not ranked below one still inside a long (often out-of-vocabulary) word;
     * ``user_words`` (see the module docstring) and ``user_word_boost``, the boost of entries
       that give none.
+
+    ``empty_penalty`` (the base class's, default -10): on UNIPEN chars ``val`` (every 4th of its
+    isolated characters) the empty reading won 709 of 1,993 times without it (CER 48.9 %), 120
+    times at -5, never from -8 on (CER 34.3 %); IAM-OnDB ``val`` lines did not change.
     """
 
     name = "word"
@@ -173,11 +177,11 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                  lm_path=None, word_lm_path=None, word_weight: float = 0.7, oov_penalty: float = -2.0,
                  char_swap: float = 1.0, word_bonus: float = 1.0, word_start_cost: float = 0.0, user_words=None,
                  user_word_boost: float = 6.0, char_threshold: float = -7.0, max_chars_per_frame: int = 6,
-                 prune_beam: float = 16.0,
+                 prune_beam: float = 16.0, empty_penalty: float = -10.0,
                  lm=None, word_lm: Optional[WordLanguageModel] = None):
         super().__init__(alphabet, beam_width=beam_width, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
                          lm_path=lm_path, char_threshold=char_threshold, max_chars_per_frame=max_chars_per_frame,
-                         prune_beam=prune_beam, lm=lm)
+                         prune_beam=prune_beam, empty_penalty=empty_penalty, lm=lm)
         if word_weight < 0:
             raise ValueError(f"word_weight must be >= 0, got {word_weight}")
         if oov_penalty > 0:
@@ -227,6 +231,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
             best_score, prefix, hyp = _NEG_INF, None, None
             for p, h in state.beams.items():
                 score = _logaddexp(h.pb, h.pnb) + h.lm + bonus * len(p) + self._finish(h, state.user_words)
+                if not p:
+                    score += self.empty_penalty
                 if prefix is None or score > best_score:
                     best_score, prefix, hyp = score, p, h
             state.best = (self.alphabet.decode(prefix), tuple(_emission_list(hyp.emissions)))

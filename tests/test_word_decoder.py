@@ -314,3 +314,28 @@ def test_the_lm_command_builds_a_word_lm_the_decoder_reads(tmp_path):
                               str(tmp_path / "iamondb_val.txt"), "--out", str(out)], cwd=ROOT, capture_output=True,
                              text=True, timeout=60)
     assert refused.returncode == 2
+
+
+@pytest.mark.skipif(not default_word_lm_path().exists(), reason="the shipped word LM is not built")
+@pytest.mark.parametrize("decoder", ["beam", "word"])
+def test_a_lone_digit_is_not_read_as_nothing(char_lm, decoder):
+    """One clearly written "7" and blanks around it: the LMs price a lone digit above what the
+    model's peak wins over the all-blank path, so without ``empty_penalty`` the empty reading
+    wins; with the default it is "7"."""
+    from runtime.beam import CtcPrefixBeamDecoder
+
+    alphabet = char_lm.alphabet
+    p = np.full((9, alphabet.size), 1e-6)
+    p[:, alphabet.blank] = 1.0
+    p[4, alphabet.blank], p[4, alphabet.encode("7")[0]] = 0.2, 0.8
+    lp = np.log(p / p.sum(axis=1, keepdims=True))
+
+    def read(**options):
+        cls = CtcWordBeamDecoder if decoder == "word" else CtcPrefixBeamDecoder
+        dec = cls(alphabet, lm=char_lm, **options)
+        state = dec.new_state()
+        dec.accept(state, lp)
+        return dec.result(state)[0]
+
+    assert read(empty_penalty=0.0) == ""  # the failure the penalty is for
+    assert read() == "7"
