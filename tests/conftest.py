@@ -1,5 +1,6 @@
 """Shared test helpers: where the fixtures and the team's shared data live; reading a pen source."""
 import queue
+import signal
 import time
 from pathlib import Path
 
@@ -8,6 +9,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a subprocess a test stops with SIGINT: a runner started in the
+    background of a shell ignores SIGINT and its children inherit that, so Python would install no
+    KeyboardInterrupt; Ctrl-C in a terminal is never ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def need_shared(*parts) -> Path:

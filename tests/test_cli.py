@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from runtime.app.cli import SUBCOMMANDS
-from conftest import REPO
+from conftest import REPO, sigint_as_in_a_terminal
 
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
@@ -116,7 +116,8 @@ def test_ctrl_c_stops_eval_with_one_line():
 
     data = ["tests/fixtures/runtime/unipen_lines.npz"] * 50  # long enough to be interrupted
     proc = subprocess.Popen([sys.executable, "-m", "runtime.app.cli", "eval", *data, "--verbose"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     try:
         assert proc.stdout.readline()  # evaluating
         proc.send_signal(signal.SIGINT)
@@ -132,7 +133,8 @@ def test_serve_runs_the_page_until_ctrl_c():
     import urllib.request
 
     proc = subprocess.Popen([sys.executable, "-m", "runtime.app.cli", "serve", "--source", "browser", "--port", "0",
-                             "--decoder", "greedy"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--decoder", "greedy"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", line)

@@ -28,6 +28,7 @@ from runtime.app.sources import load_points
 from runtime.app.terminal import LineOutput
 from runtime.evaluate import stream_lines
 from runtime.recognizer import StreamingRecognizer
+from conftest import sigint_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ROOT / "tests" / "fixtures" / "train" / "unipen_words_48.npz"
@@ -93,7 +94,8 @@ def _live(protocol, scheme, *emulate_args):
         path = _Lines(emulator.stdout).next("the emulator").strip()
         assert path.startswith("/dev/"), (path, emulator.poll())
         recognizer = subprocess.Popen(_recognize_cmd(f"{scheme}:{path}", "--json"), cwd=ROOT,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=sigint_as_in_a_terminal)
         records, lines = [], _Lines(recognizer.stdout)
         while not (records and records[-1]["final"]):
             line = lines.next("the recognizer")
