@@ -126,16 +126,19 @@ class LiveRecognition:
     def accept(self, samples: list[PenSample], arrived: Optional[float] = None, decode: bool = True) -> None:
         """Recognise ``samples`` (read at monotonic time ``arrived``, default now); ``decode`` as
         in :meth:`poll`."""
-        if samples and self._unreported_since is None:
-            self._unreported_since = time.monotonic() if arrived is None else arrived
         self._accept(samples, arrived)
         if decode:
             self.flush()
 
-    def _accept(self, samples: list[PenSample], arrived: Optional[float] = None) -> None:
+    def _accept(self, samples: list[PenSample], arrived: Optional[float] = None,
+                queued: Optional[float] = None) -> None:
+        """``queued``: when the samples reached the host, if before they were read (the
+        recognition latency counts from there)."""
         if not samples:
             return
         self._arrival = time.monotonic() if arrived is None else arrived
+        if self._unreported_since is None:
+            self._unreported_since = self._arrival if queued is None else queued
         self.arrived_wall = time.time()
         self.samples_received += len(samples)
         start, last = 0, self._source_t
@@ -229,10 +232,7 @@ class LiveRecognition:
             samples = self.source.read(timeout=timeout)
             restarted = self._device_restarted()
             if samples:
-                if self._unreported_since is None:
-                    arrival = self.source.read_arrival
-                    self._unreported_since = time.monotonic() if arrival is None else arrival
-                self._accept(samples)
+                self._accept(samples, queued=self.source.read_arrival)
                 out += samples
             if not restarted:
                 return out
