@@ -196,12 +196,11 @@ class CtcPrefixBeamDecoder:
         lexicon counts as found). Kept until more frames arrive: a live loop asks after every burst
         of pen samples, and most bursts complete no frame."""
         if state.best is None:
-            bonus, lexicon = self.insertion_bonus, self.lexicon
             best_score, prefix, hyp = _NEG_INF, None, None
             for p, h in state.beams.items():
-                score = _score(p, h, bonus) if p else _score(p, h, bonus) + self.empty_penalty
-                if h.word and h.word in lexicon:
-                    score += self.lexicon_bonus
+                score = self._final_score(p, h, state)
+                if not p:
+                    score += self.empty_penalty
                 if prefix is None or score > best_score:
                     best_score, prefix, hyp = score, p, h
             state.best = (self.alphabet.decode(prefix), tuple(_emission_list(hyp.emissions)))
@@ -216,6 +215,14 @@ class CtcPrefixBeamDecoder:
         hyp.parent = None
 
     # ---- what a subclass scores differently (the word decoder) ---------------------------------
+    def _final_score(self, prefix: tuple, hyp, state) -> float:
+        """The rank of ``hyp`` when the result is chosen: its beam score, plus the lexicon bonus of
+        an unfinished last word found in the lexicon."""
+        score = _score(prefix, hyp, self.insertion_bonus)
+        if hyp.word and hyp.word in self.lexicon:
+            score += self.lexicon_bonus
+        return score
+
     def _prune_gain(self, hyp, state) -> float:
         """The most the LM terms can add to an extension of ``hyp`` beyond its parent's score and
         the character's own log-probability (the lexicon bonus of a completed word)."""

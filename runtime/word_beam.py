@@ -42,7 +42,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from runtime.beam import BeamState, CtcPrefixBeamDecoder, _emission_list, _logaddexp
+from runtime.beam import BeamState, CtcPrefixBeamDecoder, _score
 from runtime.word_lm import SENTENCE_END, WordLanguageModel, lm_units
 
 _NEG_INF = float("-inf")
@@ -223,20 +223,10 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         root = _Hyp(0.0, _NEG_INF, 0.0, h0, (), "", 0.0, None, None)
         return WordBeamState(beams={(): root}, user_words=uw if uw else None)
 
-    def result(self, state: WordBeamState):
-        """``(text, emissions)`` of the best hypothesis, its unfinished last word scored as if it
-        were complete (with the word LM and user words)."""
-        if state.best is None:
-            bonus = self.insertion_bonus
-            best_score, prefix, hyp = _NEG_INF, None, None
-            for p, h in state.beams.items():
-                score = _logaddexp(h.pb, h.pnb) + h.lm + bonus * len(p) + self._finish(h, state.user_words)
-                if not p:
-                    score += self.empty_penalty
-                if prefix is None or score > best_score:
-                    best_score, prefix, hyp = score, p, h
-            state.best = (self.alphabet.decode(prefix), tuple(_emission_list(hyp.emissions)))
-        return state.best[0], list(state.best[1])
+    def _final_score(self, prefix: tuple, hyp, state) -> float:
+        """The beam score with the unfinished last word scored as if it were complete (with the
+        word LM and user words)."""
+        return _score(prefix, hyp, self.insertion_bonus) + self._finish(hyp, state.user_words)
 
     # ---- word scores -------------------------------------------------------------------------
     def _complete(self, run: str, run_lm: float, wctx: tuple, punct: str, user: Optional[UserWords]):
