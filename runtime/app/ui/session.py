@@ -417,12 +417,12 @@ class RecognitionSession:
     def _poll_writers(self) -> None:
         """One round: wait for pen samples, feed every writer's stream, run the new frames of all
         of them through the model in one batched call, then report each writer's rows."""
-        writers = self._writer_list()
         if self.device is not None:  # its source blocks in read() until samples come
             self.device.live.poll(self.config.poll_s)
             return
         if self._wake.wait(self.config.poll_s):
             self._wake.clear()
+        writers = self._writer_list()
         for writer in writers:
             if writer.live.poll(0, decode=False):
                 writer.last_active = time.monotonic()
