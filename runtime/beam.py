@@ -21,6 +21,7 @@ samples they give the same error counts as -10 and 10, the previous defaults, in
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -246,7 +247,7 @@ class CtcPrefixBeamDecoder:
         beams = state.beams
         parents = list(beams.items())
         old = []  # (pb, total, emissions) of every prefix before this frame, for its extensions
-        best = _NEG_INF
+        stay_scores = []
         # pass 1: every prefix stays (a blank, or its last character repeated); updated in place
         # because each prefix is kept by exactly one hypothesis
         for prefix, hyp in parents:
@@ -258,12 +259,15 @@ class CtcPrefixBeamDecoder:
             repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
             hyp.pb, hyp.pnb = stay, repeat
             hyp.emit_score = stay if stay > repeat else repeat
-            score = _score(prefix, hyp, bonus)
-            if score > best:
-                best = score
+            stay_scores.append(_score(prefix, hyp, bonus))
         if cands:
-            # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made
-            floor = best - self.prune_beam
+            # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made,
+            # nor one below the beam_width-th best stay: that many prefixes already outrank it (a
+            # stay's score only grows this frame, by paths from extensions), so the cut at the end
+            # would drop it anyway; made, it would cost its LM lookups and a place in the sort
+            floor = max(stay_scores) - self.prune_beam
+            if len(stay_scores) >= self.beam_width:
+                floor = max(floor, heapq.nlargest(self.beam_width, stay_scores)[-1])
             best_char = max(row[c] for c in cands)
             children = cand_set = None
             for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
@@ -294,6 +298,8 @@ class CtcPrefixBeamDecoder:
                     ext_prefix = prefix + (c,)
                     ext = beams.get(ext_prefix)
                     if ext is None:
+                        if p + hyp.lm + length_bonus + gain < floor:
+                            continue  # below the cut whatever the LMs say (the bound above)
                         char_lp = 0.0
                         if lm is not None:
                             if lm_row is None:

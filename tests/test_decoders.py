@@ -188,7 +188,8 @@ def _ambiguous(alphabet, seed, frames=30):
 
 def test_beam_equals_the_textbook_search(lm):
     """With pruning off, the in-place, lazily-extended search finds what the plain one finds, fed
-    whole or in random chunks; with the default pruning too on these inputs."""
+    whole or in random chunks; with the default pruning too on these inputs. Narrow beams as well:
+    there the cut below the beam_width-th best stay decides most extensions."""
     alphabet = lm.alphabet
     rng = np.random.default_rng(7)
     no_lm = CtcPrefixBeamDecoder(alphabet, lm_weight=0)
@@ -204,6 +205,11 @@ def test_beam_equals_the_textbook_search(lm):
             state = dec.new_state()
             _feed_in_random_chunks(dec, state, lp, rng, longest=4)
             assert dec.result(state)[0] == want
+        for width in (2, 3, 5):
+            dec = CtcPrefixBeamDecoder(alphabet, lm=lm, beam_width=width, prune_beam=math.inf)
+            state = dec.new_state()
+            _feed_in_random_chunks(dec, state, lp, rng, longest=4)
+            assert dec.result(state)[0] == _reference_beam(alphabet, lm, lp, beam_width=width)
 
 
 def test_lm_caches_stay_bounded(lm, monkeypatch):
