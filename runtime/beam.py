@@ -52,7 +52,8 @@ class _Hypothesis:
     log-probabilities for ``history`` once the hypothesis is extended from.
     """
 
-    __slots__ = ("pb", "pnb", "lm", "history", "word", "emissions", "emit_score", "parent", "char", "lm_row")
+    __slots__ = ("pb", "pnb", "lm", "history", "word", "emissions", "emit_score", "parent", "char", "lm_row",
+                 "rank")
 
     def __init__(self, pb, pnb, lm, history, word, emissions, emit_score=_NEG_INF, parent=None, char=0,
                  lm_row=None):
@@ -68,6 +69,7 @@ class _Hypothesis:
         self.parent = parent
         self.char = char
         self.lm_row = lm_row
+        self.rank = None  # its _score() this frame, where known (a search step's cache)
 
 
 def _score(prefix: tuple, hyp: _Hypothesis, insertion_bonus: float) -> float:
@@ -80,8 +82,13 @@ def _add_path(ext: _Hypothesis, p: float, emissions) -> None:
     """Add a path of log-probability ``p`` that ends in ``ext``'s last character, emitted at the
     frame that heads ``emissions``; the likeliest way in decides the alignment."""
     ext.pnb = _logaddexp(ext.pnb, p)
+    ext.rank = None  # its score changed
     if p > ext.emit_score:
         ext.emissions, ext.emit_score = emissions, p
+
+
+def _rank_of(item) -> float:
+    return item[1].rank
 
 
 def _emission_list(node) -> list:
@@ -158,6 +165,9 @@ class CtcPrefixBeamDecoder:
         # characters that end a word (space, punctuation, digits); letters and apostrophes continue it
         self._word_char = [False] + [c.isalpha() or c == "'" for c in chars]
         self._lower = [""] + [c.lower() for c in chars]
+        # characters whose extension may earn `_prune_gain` (a completed word's bonus); the others
+        # are bounded by `_run_gain`
+        self._ends_word = [not w for w in self._word_char]
 
     # ---- interface ---------------------------------------------------------------------------
     def new_state(self) -> BeamState:
@@ -229,6 +239,11 @@ class CtcPrefixBeamDecoder:
         the character's own log-probability (the lexicon bonus of a completed word)."""
         return self.lexicon_bonus if hyp.word and hyp.word in self.lexicon else 0.0
 
+    def _run_gain(self, hyp, state) -> float:
+        """The most the LM terms can add to an extension of ``hyp`` by a character that does not
+        end a word (``_ends_word``): none here."""
+        return 0.0
+
     def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
         """``(lm_score, extra)`` of ``hyp`` extended by ``c`` (``char_lp``: the weighted character
         LM log-probability); ``extra`` goes to :meth:`_make_extension` if the extension is made."""
@@ -259,7 +274,8 @@ class CtcPrefixBeamDecoder:
             repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
             hyp.pb, hyp.pnb = stay, repeat
             hyp.emit_score = stay if stay > repeat else repeat
-            stay_scores.append(_score(prefix, hyp, bonus))
+            hyp.rank = score = _score(prefix, hyp, bonus)
+            stay_scores.append(score)
         if cands:
             # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made,
             # nor one below the beam_width-th best stay: that many prefixes already outrank it (a
@@ -291,6 +307,8 @@ class CtcPrefixBeamDecoder:
                                 _add_path(beams[prefix + (c,)], p, (frame, emissions))
                     continue
                 lm_row = None
+                run_gain = None
+                ends_word = self._ends_word
                 for c in cands:
                     p = row[c] + (pb if c == last else total)  # a repeat needs a blank in between
                     if p == _NEG_INF:
@@ -298,8 +316,14 @@ class CtcPrefixBeamDecoder:
                     ext_prefix = prefix + (c,)
                     ext = beams.get(ext_prefix)
                     if ext is None:
-                        if p + hyp.lm + length_bonus + gain < floor:
-                            continue  # below the cut whatever the LMs say (the bound above)
+                        if ends_word[c]:
+                            bound = gain
+                        else:  # a character inside a word completes none: a tighter bound
+                            if run_gain is None:
+                                run_gain = self._run_gain(hyp, state)
+                            bound = run_gain
+                        if p + hyp.lm + length_bonus + bound < floor:
+                            continue  # below the cut whatever the LMs say
                         char_lp = 0.0
                         if lm is not None:
                             if lm_row is None:
@@ -310,11 +334,15 @@ class CtcPrefixBeamDecoder:
                         lm_score, extra = self._extension_score(hyp, c, char_lp, state, gain)
                         if p + lm_score + length_bonus < floor:
                             continue
-                        beams[ext_prefix] = self._make_extension(p, lm_score, hyp, c, (frame, emissions), extra)
+                        ext = beams[ext_prefix] = self._make_extension(p, lm_score, hyp, c, (frame, emissions), extra)
+                        ext.rank = p + lm_score + length_bonus  # == _score(ext_prefix, ext, bonus)
                         continue
                     _add_path(ext, p, (frame, emissions))
         if len(beams) > self.beam_width:
-            ranked = sorted(beams.items(), key=lambda kv: _score(kv[0], kv[1], bonus), reverse=True)
+            for prefix, hyp in beams.items():
+                if hyp.rank is None:
+                    hyp.rank = _score(prefix, hyp, bonus)
+            ranked = sorted(beams.items(), key=_rank_of, reverse=True)
             state.beams = beams = dict(ranked[:self.beam_width])
         for hyp in beams.values():
             if hyp.parent is not None:

@@ -55,7 +55,7 @@ class _Hyp:
     ``history`` (the character LM's) is filled in only for hypotheses that survive pruning."""
 
     __slots__ = ("pb", "pnb", "lm", "history", "wctx", "run", "run_lm", "hot", "emissions", "emit_score",
-                 "parent", "char", "lm_row")
+                 "parent", "char", "lm_row", "rank")
 
     def __init__(self, pb, pnb, lm, history, wctx, run, run_lm, hot, emissions, emit_score=_NEG_INF,
                  parent=None, char=0):
@@ -72,6 +72,7 @@ class _Hyp:
         self.parent = parent
         self.char = char
         self.lm_row = None
+        self.rank = None
 
 
 class UserWords:
@@ -211,6 +212,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         self._lower = [""] + [c.lower() for c in chars]
         self._chars = [""] + list(chars)
         self._space = [False] + [c.isspace() for c in chars]
+        self._ends_word = [not r for r in self._run_char]  # what completes a word and earns its LM score
         self._complete_cache: dict = {}  # (run, word context, punctuation) -> _word_score(...)
 
     # ---- interface ---------------------------------------------------------------------------
@@ -339,6 +341,11 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         if state.user_words is not None:
             gain += state.user_words.max_step
         return gain
+
+    def _run_gain(self, hyp, state) -> float:
+        """The most a letter, digit or apostrophe can gain: a user-word step (a word start's cost
+        is <= 0)."""
+        return state.user_words.max_step if state.user_words is not None else 0.0
 
     def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
         lm_score, wctx, run, run_lm, hot = self._extend(hyp, c, char_lp, state.user_words)
