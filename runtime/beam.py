@@ -260,6 +260,14 @@ class CtcPrefixBeamDecoder:
         blank_lp = row[self.alphabet.blank]
         lm_weight, lm, bonus = self.lm_weight, self.lm, self.insertion_bonus
         beams = state.beams
+        if not cands:  # most frames: every prefix stays, none is made, so there is nothing to cut
+            for prefix, hyp in beams.items():
+                pnb = hyp.pnb
+                stay = _logaddexp(hyp.pb, pnb) + blank_lp
+                repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
+                hyp.pb, hyp.pnb = stay, repeat
+                hyp.emit_score = stay if stay > repeat else repeat
+            return
         parents = list(beams.items())
         old = []  # (pb, total, emissions) of every prefix before this frame, for its extensions
         stay_scores = []
@@ -274,70 +282,69 @@ class CtcPrefixBeamDecoder:
             repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
             hyp.pb, hyp.pnb = stay, repeat
             hyp.emit_score = stay if stay > repeat else repeat
-            hyp.rank = score = _score(prefix, hyp, bonus)
+            hyp.rank = score = _logaddexp(stay, repeat) + hyp.lm + bonus * len(prefix)  # _score()
             stay_scores.append(score)
-        if cands:
-            # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made,
-            # nor one below the beam_width-th best stay: that many prefixes already outrank it (a
-            # stay's score only grows this frame, by paths from extensions), so the cut at the end
-            # would drop it anyway; made, it would cost its LM lookups and a place in the sort
-            floor = max(stay_scores) - self.prune_beam
-            if len(stay_scores) >= self.beam_width:
-                floor = max(floor, heapq.nlargest(self.beam_width, stay_scores)[-1])
-            best_char = max(row[c] for c in cands)
-            children = cand_set = None
-            for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
-                length_bonus = bonus * (len(prefix) + 1)
-                gain = self._prune_gain(hyp, state)
-                # no new prefix from this one can score more than this (LM log-probabilities are
-                # <= 0, `gain` bounds what the LM terms add): a prefix far below the best makes none
-                # and costs no LM lookups; its paths into prefixes already in the beam still count
-                last = prefix[-1] if prefix else -1
-                if total + best_char + hyp.lm + length_bonus + gain < floor - 1e-9:
-                    if children is None:  # which prefixes of the beam extend which, made once a frame
-                        children = {}
-                        for q, _ in parents:
-                            if q:
-                                children.setdefault(q[:-1], []).append(q[-1])
-                        cand_set = set(cands)
-                    for c in children.get(prefix, ()):
-                        if c in cand_set:
-                            p = row[c] + (pb if c == last else total)
-                            if p != _NEG_INF:
-                                _add_path(beams[prefix + (c,)], p, (frame, emissions))
+        # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made,
+        # nor one below the beam_width-th best stay: that many prefixes already outrank it (a
+        # stay's score only grows this frame, by paths from extensions), so the cut at the end
+        # would drop it anyway; made, it would cost its LM lookups and a place in the sort
+        floor = max(stay_scores) - self.prune_beam
+        if len(stay_scores) >= self.beam_width:
+            floor = max(floor, heapq.nlargest(self.beam_width, stay_scores)[-1])
+        best_char = max(row[c] for c in cands)
+        children = cand_set = None
+        for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
+            length_bonus = bonus * (len(prefix) + 1)
+            gain = self._prune_gain(hyp, state)
+            # no new prefix from this one can score more than this (LM log-probabilities are
+            # <= 0, `gain` bounds what the LM terms add): a prefix far below the best makes none
+            # and costs no LM lookups; its paths into prefixes already in the beam still count
+            last = prefix[-1] if prefix else -1
+            if total + best_char + hyp.lm + length_bonus + gain < floor - 1e-9:
+                if children is None:  # which prefixes of the beam extend which, made once a frame
+                    children = {}
+                    for q, _ in parents:
+                        if q:
+                            children.setdefault(q[:-1], []).append(q[-1])
+                    cand_set = set(cands)
+                for c in children.get(prefix, ()):
+                    if c in cand_set:
+                        p = row[c] + (pb if c == last else total)
+                        if p != _NEG_INF:
+                            _add_path(beams[prefix + (c,)], p, (frame, emissions))
+                continue
+            lm_row = None
+            run_gain = None
+            ends_word = self._ends_word
+            for c in cands:
+                p = row[c] + (pb if c == last else total)  # a repeat needs a blank in between
+                if p == _NEG_INF:
                     continue
-                lm_row = None
-                run_gain = None
-                ends_word = self._ends_word
-                for c in cands:
-                    p = row[c] + (pb if c == last else total)  # a repeat needs a blank in between
-                    if p == _NEG_INF:
-                        continue
-                    ext_prefix = prefix + (c,)
-                    ext = beams.get(ext_prefix)
-                    if ext is None:
-                        if ends_word[c]:
-                            bound = gain
-                        else:  # a character inside a word completes none: a tighter bound
-                            if run_gain is None:
-                                run_gain = self._run_gain(hyp, state)
-                            bound = run_gain
-                        if p + hyp.lm + length_bonus + bound < floor:
-                            continue  # below the cut whatever the LMs say
-                        char_lp = 0.0
-                        if lm is not None:
+                ext_prefix = prefix + (c,)
+                ext = beams.get(ext_prefix)
+                if ext is None:
+                    if ends_word[c]:
+                        bound = gain
+                    else:  # a character inside a word completes none: a tighter bound
+                        if run_gain is None:
+                            run_gain = self._run_gain(hyp, state)
+                        bound = run_gain
+                    if p + hyp.lm + length_bonus + bound < floor:
+                        continue  # below the cut whatever the LMs say
+                    char_lp = 0.0
+                    if lm is not None:
+                        if lm_row is None:
+                            lm_row = hyp.lm_row
                             if lm_row is None:
-                                lm_row = hyp.lm_row
-                                if lm_row is None:
-                                    lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
-                            char_lp = lm_weight * lm_row[c]
-                        lm_score, extra = self._extension_score(hyp, c, char_lp, state, gain)
-                        if p + lm_score + length_bonus < floor:
-                            continue
-                        ext = beams[ext_prefix] = self._make_extension(p, lm_score, hyp, c, (frame, emissions), extra)
-                        ext.rank = p + lm_score + length_bonus  # == _score(ext_prefix, ext, bonus)
+                                lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
+                        char_lp = lm_weight * lm_row[c]
+                    lm_score, extra = self._extension_score(hyp, c, char_lp, state, gain)
+                    if p + lm_score + length_bonus < floor:
                         continue
-                    _add_path(ext, p, (frame, emissions))
+                    ext = beams[ext_prefix] = self._make_extension(p, lm_score, hyp, c, (frame, emissions), extra)
+                    ext.rank = p + lm_score + length_bonus  # == _score(ext_prefix, ext, bonus)
+                    continue
+                _add_path(ext, p, (frame, emissions))
         if len(beams) > self.beam_width:
             for prefix, hyp in beams.items():
                 if hyp.rank is None:
