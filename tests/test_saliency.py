@@ -27,7 +27,9 @@ def corpus():
     return load_corpus(DEMO_SAMPLES)
 
 
-def _states(seed, layers=3, hidden=256):
+def _states(seed, model):
+    """A random entering LSTM state of the model's shape."""
+    layers, hidden = model.info.num_layers, model.info.hidden_size
     rng = np.random.default_rng(seed)
     return (0.5 * rng.standard_normal((layers, 1, hidden))).astype(np.float32), \
         rng.standard_normal((layers, 1, hidden)).astype(np.float32)
@@ -40,7 +42,7 @@ def test_forward_matches_onnxruntime(model, corpus, with_state):
     ort = OnnxModel(FLOAT_MODEL)
     frames = extract(corpus.points(2).astype(np.float64), ort.feature_config)
     assert len(frames) > 100
-    h, c = _states(1) if with_state else ort.zero_state(1)
+    h, c = _states(1, model) if with_state else ort.zero_state(1)
     lp, h_out, c_out = ort.step(frames[None], h, c)
     trace = model.forward(frames, h if with_state else None, c if with_state else None)
     assert trace.log_probs.dtype == np.float64 and trace.log_probs.shape == lp[0].shape
@@ -58,7 +60,7 @@ def _log_prob(model, frames, t, k, h0, c0):
 @pytest.mark.parametrize("with_state", [False, True])
 def test_gradient_matches_central_differences(model, corpus, with_state):
     frames = extract(corpus.points(1).astype(np.float64), model.feature_config).astype(np.float64)[:60]
-    h0, c0 = _states(2) if with_state else (None, None)
+    h0, c0 = _states(2, model) if with_state else (None, None)
     t, window = 55, 30
     start = t - window + 1
     lp = model.forward(frames, h0, c0).log_probs
