@@ -22,7 +22,6 @@ samples they give the same error counts as -10 and 10, the previous defaults, in
 """
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -290,8 +289,8 @@ class CtcPrefixBeamDecoder:
         # stay's score only grows this frame, by paths from extensions), so the cut at the end
         # would drop it anyway; made, it would cost its LM lookups and a place in the sort
         floor = max(stay_scores) - self.prune_beam
-        if len(stay_scores) >= self.beam_width:
-            floor = max(floor, heapq.nlargest(self.beam_width, stay_scores)[-1])
+        if len(stay_scores) == self.beam_width:  # a full beam (never more): its worst stay is that one
+            floor = max(floor, min(stay_scores))
         best_char = max(row[c] for c in cands)
         children = cand_set = None
         for (prefix, hyp), (pb, total, emissions) in zip(parents, old):

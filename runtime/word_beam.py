@@ -173,7 +173,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
 
     # beam_width 64 / prune_beam 20: each widening (16/12 -> 32/16 -> 48/16 -> 64/20) won on every
     # validation set (docs/model_card.md); 64/20 costs about 3x the decoder's time of 16/12 and
-    # keeps the real-time factor of a 200 Hz pen under 0.01 on the 2-core bench machine (0.0087)
+    # keeps the real-time factor of a 200 Hz pen under 0.01 on the 2-core bench machine in its fast
+    # mode (docs/benchmarks.md)
     def __init__(self, alphabet, beam_width: int = 64, lm_weight: float = 0.5, insertion_bonus: float = 1.0,
                  lm_path=None, word_lm_path=None, word_weight: float = 0.7, oov_penalty: float = -2.0,
                  char_swap: float = 1.0, word_bonus: float = 1.0, word_start_cost: float = 0.0, user_words=None,
@@ -336,11 +337,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
     def _prune_gain(self, hyp, state) -> float:
         """The most any extension can gain from the LMs over its parent's score: a user-word step,
         or a completed word whose swapped-out character scores were low."""
-        gain = ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
-                + 2 * max(self.word_bonus, 0.0))
-        if state.user_words is not None:
-            gain += state.user_words.max_step
-        return gain
+        return ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
+                + 2 * max(self.word_bonus, 0.0) + self._run_gain(hyp, state))
 
     def _run_gain(self, hyp, state) -> float:
         """The most a letter, digit or apostrophe can gain: a user-word step (a word start's cost

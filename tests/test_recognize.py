@@ -303,10 +303,11 @@ def test_a_replay_gives_each_ink_the_lines_it_makes_alone(spec, speed):
     sample stamped after the next stroke, no two inks merged into one line."""
     lines_fixture = ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz"
     rec = StreamingRecognizer(MODEL, decoder="greedy")
-    inks = [ink.to_points() for ink in load_corpus(lines_fixture)]
+    corpus = list(load_corpus(lines_fixture))
+    inks = [ink.to_points() for ink in corpus]
     if spec == "emulator":  # the tablet sends whole device units: that is the ink the recognizer reads
-        units = [ink.units_per_mm for ink in load_corpus(lines_fixture)]
-        device = lay_out_on_device(list(zip(inks, units)), INKSTREAM_AREA)
+        device = lay_out_on_device([(points, ink.units_per_mm) for points, ink in zip(inks, corpus)],
+                                   INKSTREAM_AREA)
         inks = [np.column_stack([xy.astype(np.float64), points[:, 2:]]) for points, xy in zip(inks, device)]
     expected = [text for points in inks for text, _ in stream_lines(rec, points, burst=2)]
     proc = subprocess.run(_recognize_cmd(f"{spec}:{lines_fixture}", "--speed", speed, "--decoder", "greedy"),
