@@ -95,14 +95,18 @@ SYNTHETIC_TEXT_FILES = ("gutenberg.txt.gz", "masc.txt.gz")
 
 
 def _synth_config(kind: str, data_root: str):
+    from training.pack import VOCABULARY_FILE
     from training.synthetic import SynthConfig
 
+    # a data root made by `inkstream pack` carries wordfreq's word list (same words and weights)
+    vocab = Path(data_root) / VOCABULARY_FILE
+    common = {"vocabulary_file": str(vocab)} if vocab.is_file() else {}
     if kind == "synthetic-text":
         files = tuple(str(Path(data_root) / "text" / f) for f in SYNTHETIC_TEXT_FILES)
-        return SynthConfig(kind="corpus", words_per_line=(3, 10), corpus_files=files)
+        return SynthConfig(kind="corpus", words_per_line=(3, 10), corpus_files=files, **common)
     if kind == "synthetic-short":
-        return SynthConfig(kind="short")
-    return SynthConfig()
+        return SynthConfig(kind="short", **common)
+    return SynthConfig(**common)
 
 
 def _source_samples(name: str, data_root: str, for_training: bool):
@@ -182,7 +186,8 @@ def _cache_key(name: str, data_root: str, fcfg: FeatureConfig, alphabet: Alphabe
 
         here = Path(synthetic.__file__).parent
         files = [Path(synthetic.__file__), here / "fonts.py"] + sorted((here / "fonts").glob("*"))
-        files += [Path(f) for f in _synth_config(kind, data_root).corpus_files]
+        synth = _synth_config(kind, data_root)
+        files += [Path(f) for f in synth.corpus_files + ((synth.vocabulary_file,) if synth.vocabulary_file else ())]
     else:
         files = sorted(Path(data_root).rglob("*.npz"))
         if kind.startswith("imadocsen"):  # which writers a split holds is decided here, not in the file

@@ -132,6 +132,9 @@ class SynthConfig:
     symbol_probability: float = 0.02
     units_per_mm: float = 100.0
     corpus_files: tuple = ()  # gzip text, one sentence per line (kind "corpus")
+    # wordfreq's list saved by `inkstream pack` (rank, word, frequency a line), for machines
+    # without wordfreq; empty: wordfreq itself. Both give the same words and weights.
+    vocabulary_file: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
@@ -163,14 +166,32 @@ class SynthConfig:
 
 # ---- text ----------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=4)
-def _vocabulary(size: int, power: float) -> tuple[tuple, np.ndarray]:
-    """The ``size`` most frequent English words (letters and apostrophes only) and their CDF."""
+def _ranked_words(size: int, vocabulary_file: str) -> list[tuple[str, float]]:
+    """``(word, frequency)`` of the ``size`` most frequent English words, most frequent first."""
+    if vocabulary_file:
+        ranked = []
+        with open(vocabulary_file, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) != 3:
+                    raise ValueError(f"{vocabulary_file}:{n}: expected rank, word and frequency, got {line!r}")
+                if int(parts[0]) < size:
+                    ranked.append((parts[1], float(parts[2])))
+        if len(ranked) < size:
+            raise ValueError(f"{vocabulary_file}: holds {len(ranked)} words, the configuration asks for {size}")
+        return ranked
     import wordfreq  # a training-only dependency, imported where it is needed
 
     frequencies = wordfreq.get_frequency_dict("en")
-    words = [w for w in wordfreq.top_n_list("en", size) if re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w)]
-    weights = np.array([frequencies.get(w, 0.0) for w in words]) ** power
+    return [(w, frequencies.get(w, 0.0)) for w in wordfreq.top_n_list("en", size)]
+
+
+@functools.lru_cache(maxsize=4)
+def _vocabulary(size: int, power: float, vocabulary_file: str = "") -> tuple[tuple, np.ndarray]:
+    """The ``size`` most frequent English words (letters and apostrophes only) and their CDF."""
+    ranked = [(w, f) for w, f in _ranked_words(size, vocabulary_file) if re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w)]
+    words = [w for w, _ in ranked]
+    weights = np.array([f for _, f in ranked]) ** power
     cdf = np.cumsum(weights)
     return tuple(words), cdf / cdf[-1]
 
@@ -194,7 +215,7 @@ class TextSampler:
 
     def __init__(self, config: SynthConfig):
         self.config = config
-        self.words, self._cdf = _vocabulary(config.vocabulary_size, config.frequency_power)
+        self.words, self._cdf = _vocabulary(config.vocabulary_size, config.frequency_power, config.vocabulary_file)
 
     def _plain_word(self, rng: np.random.Generator) -> str:
         word = self.words[int(np.searchsorted(self._cdf, rng.random()))]

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "demo": ("runtime.app.ui.demo", "the demo: emulated tablet -> recognizer -> web page", None),
     "synth": ("training.synthetic", "write synthetic handwriting samples", "train"),
     "lm": ("training.lm_command", "build the word or character language model", "train"),
+    "pack": ("training.pack", "write a training data folder small enough to carry to a GPU machine", "train"),
     "fuzz": ("firmware_bridge.fuzz", "fuzz the serial protocol decoders (counts failures)", None),
 }
 

@@ -1,0 +1,135 @@
+"""A training data folder small enough to travel with the code to a lent GPU machine (``inkstream pack``).
+
+A rented or lent GPU machine often receives only a copy of the checkout, with a size limit (the
+team's device tool takes 64 MiB in all, the checkout itself about 18 MB), and nothing can be
+fetched there. The corpora in ``../shared/data`` are about 130 MB, and the ``wordfreq`` package
+that synthetic ink draws its words from is a 57 MB wheel. This command writes a data root for
+``inkstream train`` (``INKSTREAM_DATA=<out>``) within ``--max-mb``:
+
+* IAM-OnDB ``train`` and ``val``, both ImadocSen files and the running text of ``text/`` that
+  allows commercial use, copied whole;
+* the three UNIPEN files with every ``val`` row and a random share of the ``train`` rows, the
+  same share for each, as large as the budget allows (the mixes train on 5-30 % of UNIPEN per
+  epoch anyway);
+* ``text/vocabulary_en.tsv``: wordfreq's English list as synthetic ink reads it (rank, word,
+  frequency), so the synthetic kinds render the same texts without wordfreq installed.
+
+``pack.json`` in the folder records what was kept. IAM-OnDB ``test`` is never packed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from runtime.ink import load_corpus
+
+COPIED = ("iamondb/train.npz", "iamondb/val.npz", "imadocsen/sentences.npz", "imadocsen/words.npz",
+          "text/gutenberg.txt.gz", "text/masc.txt.gz")
+SUBSAMPLED = ("unipen/words.npz", "unipen/text.npz", "unipen/chars.npz")
+VOCABULARY_FILE = "text/vocabulary_en.tsv"  # read by training.data for the synthetic kinds
+
+
+def write_vocabulary(path, size: int = 50000, lang: str = "en") -> int:
+    """wordfreq's ``size`` most frequent words of ``lang``, one ``rank<TAB>word<TAB>frequency`` a
+    line (frequencies written exactly); returns the number of lines."""
+    import wordfreq  # training dependency
+
+    freqs = wordfreq.get_frequency_dict(lang)
+    words = wordfreq.top_n_list(lang, size)
+    with open(path, "w", encoding="utf-8") as f:
+        for rank, w in enumerate(words):
+            f.write(f"{rank}\t{w}\t{freqs.get(w, 0.0)!r}\n")
+    return len(words)
+
+
+def subsample_corpus(src, dst, train_share: float, seed: int = 0) -> dict:
+    """Write corpus ``src`` to ``dst`` with every row whose ``split`` is not ``train`` and a random
+    ``train_share`` of the ``train`` rows, in their original order; returns the counts."""
+    if not 0.0 <= train_share <= 1.0:
+        raise ValueError(f"train_share must be in [0, 1], got {train_share}")
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    load_corpus(src)  # checks the format before anything is written
+    offsets = arrays["offsets"]
+    m = len(offsets) - 1
+    split = arrays.get("split")
+    if split is None:
+        raise ValueError(f"{src}: has no 'split' array, so its train rows cannot be told apart")
+    train = np.flatnonzero(split == "train")
+    rng = np.random.default_rng(seed)
+    kept_train = np.sort(rng.choice(train, size=int(round(train_share * len(train))), replace=False))
+    keep_row = split != "train"
+    keep_row[kept_train] = True
+    keep = np.flatnonzero(keep_row)
+    lengths = np.diff(offsets)[keep]
+    keep_point = np.repeat(keep_row, np.diff(offsets))
+    out = {k: (v[keep] if v.ndim == 1 and len(v) == m else v) for k, v in arrays.items() if k not in ("points", "offsets")}
+    out["points"] = np.asfortranarray(arrays["points"][keep_point])  # column-major compresses better (data README)
+    out["offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(dst, **out)
+    return {"rows": int(len(keep)), "train_rows": int(len(kept_train)), "train_rows_before": int(len(train))}
+
+
+def pack(out, data_root, max_mb: float = 42.0, seed: int = 0, vocabulary_size: int = 50000, log=print) -> dict:
+    """Write the pack (see the module docstring) into ``out``; returns what ``pack.json`` holds."""
+    root, out = Path(data_root), Path(out)
+    missing = [p for p in COPIED + SUBSAMPLED if not (root / p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root}: missing {', '.join(missing)}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; name a new folder")
+    budget = int(max_mb * 1e6)
+    for p in COPIED:
+        (out / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / p, out / p)
+    words = write_vocabulary(out / VOCABULARY_FILE, vocabulary_size)
+    fixed = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    room = budget - fixed
+    if room <= 0:
+        raise ValueError(f"--max-mb {max_mb}: the files copied whole already take {fixed / 1e6:.1f} MB")
+    # the validation rows alone first, then the share of train rows that fills the room, from a
+    # linear model of the bytes written (compressed size grows with the rows kept)
+    def write(share):
+        counts = {p: subsample_corpus(root / p, out / p, share, seed) for p in SUBSAMPLED}
+        return counts, sum((out / p).stat().st_size for p in SUBSAMPLED)
+
+    counts, val_only = write(0.0)
+    if val_only > room:
+        raise ValueError(f"--max-mb {max_mb}: the UNIPEN validation rows alone take {val_only / 1e6:.1f} MB "
+                         f"beside the {fixed / 1e6:.1f} MB copied whole")
+    full = sum((root / p).stat().st_size for p in SUBSAMPLED)
+    share = min(1.0, (room - val_only) / max(full - val_only, 1))
+    for _ in range(6):
+        counts, used = write(share)
+        if used <= room:
+            break
+        share *= 0.98 * (room - val_only) / (used - val_only)
+    else:
+        raise ValueError(f"--max-mb {max_mb}: could not fit the UNIPEN rows into {room / 1e6:.1f} MB")
+    info = {"data_root": str(root), "max_mb": max_mb, "seed": seed, "unipen_train_share": share,
+            "copied": list(COPIED), "subsampled": counts, "vocabulary_words": words,
+            "bytes": fixed + used}
+    (out / "pack.json").write_text(json.dumps(info, indent=1) + "\n")
+    log(f"pack: {out} holds {info['bytes'] / 1e6:.1f} MB: {', '.join(COPIED)} whole; UNIPEN "
+        f"val whole and {100 * share:.1f} % of its train rows; {words} vocabulary words")
+    return info
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="new folder to write the data root into")
+    p.add_argument("--data-root", default="../shared/data", help="the corpora to pack (default: %(default)s)")
+    p.add_argument("--max-mb", type=float, default=42.0, help="size of the pack in MB (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="which UNIPEN train rows are kept (default: %(default)s)")
+
+
+def run(args) -> int:
+    try:
+        pack(args.out, args.data_root, args.max_mb, args.seed)
+    except (ValueError, OSError) as exc:  # a missing corpus, a full budget, a used folder: one line
+        raise SystemExit(f"inkstream pack: {exc}") from exc
+    return 0
