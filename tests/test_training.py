@@ -148,6 +148,19 @@ def test_ddp_on_cpu_with_gloo_two_processes(tmp_path):
     assert step == 6
 
 
+def test_a_bad_start_is_one_line_not_a_traceback(tmp_path):
+    # a model --init cannot grow into (the shipped model is wider than the tiny one), a held-out
+    # set as training data, a missing corpus
+    for extra, message in (
+            (["--init", str(REPO / "runtime" / "models" / "model.onnx")], "only a larger hidden_size"),
+            (["--train", "iamondb:val"], "may not be trained on"),
+            (["--train", f"npz:{tmp_path / 'missing.npz'}"], "missing.npz")):
+        r = _train(tmp_path / "out", *extra)
+        assert r.returncode != 0
+        assert "inkstream train: " in r.stderr and message in r.stderr, r.stderr[-1500:]
+        assert "Traceback" not in r.stderr
+
+
 def test_training_refuses_held_out_sets():
     from training.data import _source_samples
 

@@ -531,8 +531,11 @@ def config_from_args(args) -> TrainConfig:
 
 
 def run(args) -> int:
-    cfg = config_from_args(args)
-    trainer = Trainer(cfg, resume=args.resume)
+    try:
+        cfg = config_from_args(args)
+        trainer = Trainer(cfg, resume=args.resume)
+    except (ValueError, OSError) as exc:  # a bad flag, --init or data file: one line, nothing written yet
+        raise SystemExit(f"inkstream train: {exc}") from exc
     if trainer.is_main:
         (Path(cfg.out) / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         print(f"[model] {trainer.model.num_parameters():,} parameters, {trainer.mcfg}; device {trainer.device}"
