@@ -365,9 +365,9 @@ def make_decoder(name: str, alphabet, **options):
     """``greedy``, ``beam`` (prefix beam search with a character language model) or ``word`` (the
     same with a word n-gram LM, open vocabulary and user words: :mod:`runtime.word_beam`)."""
     if name == "greedy":
-        if options:
-            raise ValueError(f"the greedy decoder takes no options, got {sorted(options)}")
-        return CtcGreedyDecoder(alphabet)
+        if set(options) - {"never_empty"}:
+            raise ValueError(f"the greedy decoder takes only never_empty, got {sorted(options)}")
+        return CtcGreedyDecoder(alphabet, **options)
     if name == "beam":
         from runtime.beam import CtcPrefixBeamDecoder
 

@@ -284,6 +284,30 @@ def test_greedy_carries_the_previous_label_across_chunks():
         assert dec.result(st) == dec.result(whole) == ("aabb", [0, 3, 4, 8])
 
 
+def test_greedy_never_reads_ink_as_nothing():
+    """A lone stroke whose peak stays under the blank: the best path is empty; the best path
+    with a character switches the frame where a character costs least against blank."""
+    alphabet = Alphabet("ab")
+    lp = np.log(np.array([[0.90, 0.05, 0.05], [0.60, 0.15, 0.25], [0.55, 0.40, 0.05], [0.90, 0.05, 0.05]]))
+    assert (lp.argmax(axis=1) == alphabet.blank).all()
+    plain = CtcGreedyDecoder(alphabet, never_empty=False)
+    st = plain.new_state()
+    plain.accept(st, lp)
+    assert plain.result(st) == ("", [])
+    dec = CtcGreedyDecoder(alphabet)
+    assert dec.result(dec.new_state()) == ("", [])  # no frames, no reading
+    for cut in range(len(lp) + 1):  # any chunking, the same answer: "a" at frame 2 (0.40 / 0.55)
+        st = dec.new_state()
+        dec.accept(st, lp[:cut])
+        dec.accept(st, lp[cut:])
+        assert dec.result(st) == ("a", [2])
+    # once the best path holds a character, the rule has nothing to do
+    lp[3] = np.log([0.1, 0.1, 0.8])
+    st = dec.new_state()
+    dec.accept(st, lp)
+    assert dec.result(st) == ("b", [3])
+
+
 def test_shipped_lm_is_a_distribution_over_all_printable_ascii(lm):
     for text in ("", "the qu", "don't", "Hello, ", "1990", "x"):
         lp = lm.log_probs(lm.history_of(text))
