@@ -179,11 +179,12 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                  lm_path=None, word_lm_path=None, word_weight: float = 0.7, oov_penalty: float = -2.0,
                  char_swap: float = 1.0, word_bonus: float = 1.0, word_start_cost: float = 0.0, user_words=None,
                  user_word_boost: float = 6.0, char_threshold: float = -7.0, max_chars_per_frame: int = 6,
-                 prune_beam: float = 20.0, empty_penalty: float = -10.0,
+                 prune_beam: float = 20.0, empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
                  lm=None, word_lm: Optional[WordLanguageModel] = None):
         super().__init__(alphabet, beam_width=beam_width, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
                          lm_path=lm_path, char_threshold=char_threshold, max_chars_per_frame=max_chars_per_frame,
-                         prune_beam=prune_beam, empty_penalty=empty_penalty, lm=lm)
+                         prune_beam=prune_beam, empty_penalty=empty_penalty,
+                         single_char_lm_scale=single_char_lm_scale, lm=lm)
         if word_weight < 0:
             raise ValueError(f"word_weight must be >= 0, got {word_weight}")
         if oov_penalty > 0:

@@ -284,6 +284,39 @@ def test_greedy_carries_the_previous_label_across_chunks():
         assert dec.result(st) == dec.result(whole) == ("aabb", [0, 3, 4, 8])
 
 
+def test_a_lone_character_is_read_mostly_by_the_model_not_the_lm(lm):
+    """The LM prefers "I" to "1" at the start of a line; the model prefers "1", by half the LM's
+    margin. Read as a line, the LM wins; a one-character reading is chosen again with the LM
+    terms at a quarter of their weight, and the model's "1" wins."""
+    alphabet = lm.alphabet
+    one, eye = alphabet.encode("1")[0], alphabet.encode("I")[0]
+    row = lm.log_probs(lm.initial_history())
+    lm_margin = 0.5 * (row[eye] - row[one])  # lm_weight 0.5
+    assert lm_margin > 1.0
+    lp = np.full((3, alphabet.size), -30.0)
+    lp[[0, 2], alphabet.blank] = 0.0
+    lp[1, alphabet.blank] = -6.0
+    lp[1, one] = math.log(0.5)
+    lp[1, eye] = math.log(0.5) - lm_margin / 2
+    readings = {}
+    for scale in (1.0, 0.25, 0.0):
+        dec = CtcPrefixBeamDecoder(alphabet, lm=lm, single_char_lm_scale=scale)
+        st = dec.new_state()
+        dec.accept(st, lp)
+        readings[scale] = dec.result(st)
+    assert readings[1.0] == ("I", [1])
+    assert readings[0.25] == readings[0.0] == ("1", [1])
+    # two characters are read as before: the rule is for lone characters
+    lp2 = np.concatenate([lp, _peaked(alphabet, "t", confidence=0.99)])
+    for scale in (1.0, 0.25):
+        dec = CtcPrefixBeamDecoder(alphabet, lm=lm, single_char_lm_scale=scale)
+        st = dec.new_state()
+        dec.accept(st, lp2)
+        assert dec.result(st)[0] == "It"
+    with pytest.raises(ValueError, match="single_char_lm_scale"):
+        CtcPrefixBeamDecoder(alphabet, lm=lm, single_char_lm_scale=1.5)
+
+
 def test_greedy_never_reads_ink_as_nothing():
     """A lone stroke whose peak stays under the blank: the best path is empty; the best path
     with a character switches the frame where a character costs least against blank."""
