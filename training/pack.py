@@ -8,9 +8,10 @@ that synthetic ink draws its words from is a 57 MB wheel. This command writes a 
 
 * IAM-OnDB ``train`` and ``val``, both ImadocSen files and the running text of ``text/`` that
   allows commercial use, copied whole;
-* the three UNIPEN files with every ``val`` row and a random share of the ``train`` rows, the
-  same share for each, as large as the budget allows (the mixes train on 5-30 % of UNIPEN per
-  epoch anyway);
+* the three UNIPEN files with a random share of their ``train`` rows, the same share for each,
+  as large as the budget allows, and every ``val`` row of UNIPEN text (a validation set of the GPU
+  call; UNIPEN words and chars ``val`` are left home, where they are validated on: they would
+  take most of the room);
 * ``text/vocabulary_en.tsv``: wordfreq's English list as synthetic ink reads it (rank, word,
   frequency), so the synthetic kinds render the same texts without wordfreq installed.
 
@@ -30,6 +31,7 @@ from runtime.ink import load_corpus
 COPIED = ("iamondb/train.npz", "iamondb/val.npz", "imadocsen/sentences.npz", "imadocsen/words.npz",
           "text/gutenberg.txt.gz", "text/masc.txt.gz")
 SUBSAMPLED = ("unipen/words.npz", "unipen/text.npz", "unipen/chars.npz")
+VALIDATED = ("unipen/text.npz",)  # whose val rows the GPU call validates on; the others' stay home
 VOCABULARY_FILE = "text/vocabulary_en.tsv"  # read by training.data for the synthetic kinds
 
 
@@ -46,9 +48,10 @@ def write_vocabulary(path, size: int = 50000, lang: str = "en") -> int:
     return len(words)
 
 
-def subsample_corpus(src, dst, train_share: float, seed: int = 0) -> dict:
-    """Write corpus ``src`` to ``dst`` with every row whose ``split`` is not ``train`` and a random
-    ``train_share`` of the ``train`` rows, in their original order; returns the counts."""
+def subsample_corpus(src, dst, train_share: float, seed: int = 0, keep_val: bool = True) -> dict:
+    """Write corpus ``src`` to ``dst`` with every row whose ``split`` is not ``train`` (none with
+    ``keep_val`` False) and a random ``train_share`` of the ``train`` rows that training would read
+    (``quality`` not ``BAD``), in their original order; returns the counts."""
     if not 0.0 <= train_share <= 1.0:
         raise ValueError(f"train_share must be in [0, 1], got {train_share}")
     with np.load(src, allow_pickle=False) as z:
@@ -59,10 +62,13 @@ def subsample_corpus(src, dst, train_share: float, seed: int = 0) -> dict:
     split = arrays.get("split")
     if split is None:
         raise ValueError(f"{src}: has no 'split' array, so its train rows cannot be told apart")
-    train = np.flatnonzero(split == "train")
+    usable = split == "train"
+    if "quality" in arrays:  # training skips BAD segments (training.data), so they take no room here
+        usable &= arrays["quality"] != "BAD"
+    train = np.flatnonzero(usable)
     rng = np.random.default_rng(seed)
     kept_train = np.sort(rng.choice(train, size=int(round(train_share * len(train))), replace=False))
-    keep_row = split != "train"
+    keep_row = (split != "train") if keep_val else np.zeros(m, bool)
     keep_row[kept_train] = True
     keep = np.flatnonzero(keep_row)
     lengths = np.diff(offsets)[keep]
@@ -76,13 +82,22 @@ def subsample_corpus(src, dst, train_share: float, seed: int = 0) -> dict:
 
 
 def pack(out, data_root, max_mb: float = 42.0, seed: int = 0, vocabulary_size: int = 50000, log=print) -> dict:
-    """Write the pack (see the module docstring) into ``out``; returns what ``pack.json`` holds."""
+    """Write the pack (see the module docstring) into ``out``; returns what ``pack.json`` holds.
+    A pack that fails is removed again, so a half-written one is never mistaken for a whole one."""
     root, out = Path(data_root), Path(out)
     missing = [p for p in COPIED + SUBSAMPLED if not (root / p).is_file()]
     if missing:
         raise FileNotFoundError(f"{root}: missing {', '.join(missing)}")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; name a new folder")
+    try:
+        return _write_pack(out, root, max_mb, seed, vocabulary_size, log)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_pack(out: Path, root: Path, max_mb: float, seed: int, vocabulary_size: int, log) -> dict:
     budget = int(max_mb * 1e6)
     for p in COPIED:
         (out / p).parent.mkdir(parents=True, exist_ok=True)
@@ -95,12 +110,12 @@ def pack(out, data_root, max_mb: float = 42.0, seed: int = 0, vocabulary_size: i
     # the validation rows alone first, then the share of train rows that fills the room, from a
     # linear model of the bytes written (compressed size grows with the rows kept)
     def write(share):
-        counts = {p: subsample_corpus(root / p, out / p, share, seed) for p in SUBSAMPLED}
+        counts = {p: subsample_corpus(root / p, out / p, share, seed, keep_val=p in VALIDATED) for p in SUBSAMPLED}
         return counts, sum((out / p).stat().st_size for p in SUBSAMPLED)
 
     counts, val_only = write(0.0)
     if val_only > room:
-        raise ValueError(f"--max-mb {max_mb}: the UNIPEN validation rows alone take {val_only / 1e6:.1f} MB "
+        raise ValueError(f"--max-mb {max_mb}: the UNIPEN text validation rows alone take {val_only / 1e6:.1f} MB "
                          f"beside the {fixed / 1e6:.1f} MB copied whole")
     full = sum((root / p).stat().st_size for p in SUBSAMPLED)
     share = min(1.0, (room - val_only) / max(full - val_only, 1))
@@ -116,7 +131,7 @@ def pack(out, data_root, max_mb: float = 42.0, seed: int = 0, vocabulary_size: i
             "bytes": fixed + used}
     (out / "pack.json").write_text(json.dumps(info, indent=1) + "\n")
     log(f"pack: {out} holds {info['bytes'] / 1e6:.1f} MB: {', '.join(COPIED)} whole; UNIPEN "
-        f"val whole and {100 * share:.1f} % of its train rows; {words} vocabulary words")
+        f"text val whole and {100 * share:.1f} % of its train rows; {words} vocabulary words")
     return info
 
 
