@@ -35,33 +35,37 @@ VALIDATED = ("unipen/text.npz",)  # whose val rows the GPU call validates on; th
 VOCABULARY_FILE = "text/vocabulary_en.tsv"  # read by training.data for the synthetic kinds
 
 
-def write_vocabulary(path, size: int = 50000, lang: str = "en") -> int:
-    """wordfreq's ``size`` most frequent words of ``lang``, one ``rank<TAB>word<TAB>frequency`` a
-    line (frequencies written exactly); returns the number of lines."""
-    import wordfreq  # training dependency
+def write_vocabulary(path, size: int = 50000) -> int:
+    """wordfreq's ``size`` most frequent English words as synthetic ink reads them, one
+    ``rank<TAB>word<TAB>frequency`` a line (frequencies written exactly); returns the number of lines."""
+    from training.synthetic import ranked_words
 
-    freqs = wordfreq.get_frequency_dict(lang)
-    words = wordfreq.top_n_list(lang, size)
+    words = ranked_words(size)
     with open(path, "w", encoding="utf-8") as f:
-        for rank, w in enumerate(words):
-            f.write(f"{rank}\t{w}\t{freqs.get(w, 0.0)!r}\n")
+        for rank, (w, freq) in enumerate(words):
+            f.write(f"{rank}\t{w}\t{freq!r}\n")
     return len(words)
 
 
-def subsample_corpus(src, dst, train_share: float, seed: int = 0, keep_val: bool = True) -> dict:
-    """Write corpus ``src`` to ``dst`` with every row whose ``split`` is not ``train`` (none with
+def read_corpus_arrays(src) -> dict:
+    """Every array of corpus file ``src``, its format checked first."""
+    load_corpus(src)
+    with np.load(src, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def subsample_arrays(arrays: dict, train_share: float, seed: int = 0, keep_val: bool = True,
+                     name: str = "corpus") -> tuple[dict, dict]:
+    """``(arrays, counts)`` of a corpus with every row whose ``split`` is not ``train`` (none with
     ``keep_val`` False) and a random ``train_share`` of the ``train`` rows that training would read
-    (``quality`` not ``BAD``), in their original order; returns the counts."""
+    (``quality`` not ``BAD``), in their original order."""
     if not 0.0 <= train_share <= 1.0:
         raise ValueError(f"train_share must be in [0, 1], got {train_share}")
-    with np.load(src, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    load_corpus(src)  # checks the format before anything is written
     offsets = arrays["offsets"]
     m = len(offsets) - 1
     split = arrays.get("split")
     if split is None:
-        raise ValueError(f"{src}: has no 'split' array, so its train rows cannot be told apart")
+        raise ValueError(f"{name}: has no 'split' array, so its train rows cannot be told apart")
     usable = split == "train"
     if "quality" in arrays:  # training skips BAD segments (training.data), so they take no room here
         usable &= arrays["quality"] != "BAD"
@@ -76,9 +80,19 @@ def subsample_corpus(src, dst, train_share: float, seed: int = 0, keep_val: bool
     out = {k: (v[keep] if v.ndim == 1 and len(v) == m else v) for k, v in arrays.items() if k not in ("points", "offsets")}
     out["points"] = np.asfortranarray(arrays["points"][keep_point])  # column-major compresses better (data README)
     out["offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return out, {"rows": int(len(keep)), "train_rows": int(len(kept_train)), "train_rows_before": int(len(train))}
+
+
+def _save(dst, arrays: dict) -> None:
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(dst, **out)
-    return {"rows": int(len(keep)), "train_rows": int(len(kept_train)), "train_rows_before": int(len(train))}
+    np.savez_compressed(dst, **arrays)
+
+
+def subsample_corpus(src, dst, train_share: float, seed: int = 0, keep_val: bool = True) -> dict:
+    """Write corpus ``src`` to ``dst`` as :func:`subsample_arrays` keeps it; returns the counts."""
+    out, counts = subsample_arrays(read_corpus_arrays(src), train_share, seed, keep_val, str(src))
+    _save(dst, out)
+    return counts
 
 
 def pack(out, data_root, max_mb: float = 42.0, seed: int = 0, vocabulary_size: int = 50000, log=print) -> dict:
@@ -108,9 +122,15 @@ def _write_pack(out: Path, root: Path, max_mb: float, seed: int, vocabulary_size
     if room <= 0:
         raise ValueError(f"--max-mb {max_mb}: the files copied whole already take {fixed / 1e6:.1f} MB")
     # the validation rows alone first, then the share of train rows that fills the room, from a
-    # linear model of the bytes written (compressed size grows with the rows kept)
+    # linear model of the bytes written (compressed size grows with the rows kept); each source is
+    # read once, then written at each share tried
+    sources = {p: read_corpus_arrays(root / p) for p in SUBSAMPLED}
+
     def write(share):
-        counts = {p: subsample_corpus(root / p, out / p, share, seed, keep_val=p in VALIDATED) for p in SUBSAMPLED}
+        counts = {}
+        for p, arrays in sources.items():
+            kept, counts[p] = subsample_arrays(arrays, share, seed, keep_val=p in VALIDATED, name=str(root / p))
+            _save(out / p, kept)
         return counts, sum((out / p).stat().st_size for p in SUBSAMPLED)
 
     counts, val_only = write(0.0)

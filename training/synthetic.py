@@ -166,8 +166,9 @@ class SynthConfig:
 
 # ---- text ----------------------------------------------------------------------------------------
 
-def _ranked_words(size: int, vocabulary_file: str) -> list[tuple[str, float]]:
-    """``(word, frequency)`` of the ``size`` most frequent English words, most frequent first."""
+def ranked_words(size: int, vocabulary_file: str = "") -> list[tuple[str, float]]:
+    """``(word, frequency)`` of the ``size`` most frequent English words, most frequent first: from
+    ``vocabulary_file`` (as ``inkstream pack`` writes it) or, without one, from wordfreq."""
     if vocabulary_file:
         ranked = []
         with open(vocabulary_file, encoding="utf-8") as f:
@@ -189,7 +190,7 @@ def _ranked_words(size: int, vocabulary_file: str) -> list[tuple[str, float]]:
 @functools.lru_cache(maxsize=4)
 def _vocabulary(size: int, power: float, vocabulary_file: str = "") -> tuple[tuple, np.ndarray]:
     """The ``size`` most frequent English words (letters and apostrophes only) and their CDF."""
-    ranked = [(w, f) for w, f in _ranked_words(size, vocabulary_file) if re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w)]
+    ranked = [(w, f) for w, f in ranked_words(size, vocabulary_file) if re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w)]
     words = [w for w, _ in ranked]
     weights = np.array([f for _, f in ranked]) ** power
     cdf = np.cumsum(weights)

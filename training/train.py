@@ -534,7 +534,7 @@ def run(args) -> int:
     try:
         cfg = config_from_args(args)
         trainer = Trainer(cfg, resume=args.resume)
-    except (ValueError, OSError) as exc:  # a bad flag, --init or data file: one line, nothing written yet
+    except (ValueError, OSError) as exc:  # a bad flag, --init or data file: one line, before training starts
         raise SystemExit(f"inkstream train: {exc}") from exc
     if trainer.is_main:
         (Path(cfg.out) / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
