@@ -210,6 +210,15 @@ class CharLanguageModel:
     def initial_history(self) -> str:
         return BOUNDARY
 
+    def case_log_factors(self) -> tuple:
+        """``(at_start, inside)``: per alphabet id, the natural log of the case factor that the
+        model's probability of that character includes at a word start / inside a word (a capital's
+        ``upper_at_start`` / ``upper_inside``, a small letter's complement, 0 for other characters)."""
+        with np.errstate(divide="ignore"):
+            start = np.where(self._case_start > 0, np.log(np.maximum(self._case_start, 1e-300)), 0.0)
+            inside = np.where(self._case_inside > 0, np.log(np.maximum(self._case_inside, 1e-300)), 0.0)
+        return start.tolist(), inside.tolist()
+
     def _lookup(self, history: str) -> np.ndarray:
         """P(next symbol | the longest stored suffix of ``history``) over the LM's symbols."""
         h = history[-(self.order - 1):].encode("ascii")

@@ -222,8 +222,31 @@ def test_user_words_file(tmp_path):
         UserWords(f)
 
 
+def test_the_case_model_keeps_a_word_in_one_case(tiny_arpa, char_lm):
+    """A vocabulary word's character-LM score is swapped for the word LM's, which knows no case:
+    the case model's term stays, so a capital the ink barely prefers inside a small-letter word,
+    or a small letter at a sentence start, loses, and with the case model off it wins."""
+    alphabet = Alphabet()
+    on = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa)
+    off = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, case_weight=0)
+    cases = [("the cat sat", "the cAt sat", {5: ("A", 0.6)}),  # "A" slightly likelier than "a"
+             ("the cat sat. The dog sat", "the cat sat. the dog sat", {13: ("t", 0.55)})]
+    for truth, ink_favours, confusions in cases:
+        lp = _peaked(alphabet, truth, confusions=confusions, seed=4)
+        for dec, expected in ((off, ink_favours), (on, truth)):
+            state = dec.new_state()
+            dec.accept(state, lp)
+            assert dec.result(state)[0] == expected
+    # a word written all in capitals stays one
+    state = on.new_state()
+    on.accept(state, _peaked(alphabet, "the CAT sat", seed=5))
+    assert on.result(state)[0] == "the CAT sat"
+
+
 @pytest.mark.parametrize("option, value", [("word_weight", -1), ("oov_penalty", 1.0), ("char_swap", 2.0),
-                                           ("user_word_boost", -1.0), ("beam_width", 0)])
+                                           ("user_word_boost", -1.0), ("beam_width", 0), ("case_weight", -0.5),
+                                           ("case_priors", (0.9, 0.1, 0.5, 0.2, 0.0)),
+                                           ("case_priors", (0.9, 0.1))])
 def test_bad_options_name_themselves(tiny_arpa, char_lm, option, value):
     with pytest.raises(ValueError, match=option):
         CtcWordBeamDecoder(Alphabet(), lm=char_lm, word_lm_path=tiny_arpa, **{option: value})

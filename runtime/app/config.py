@@ -45,6 +45,8 @@ DECODER_OPTIONS = (
     DecoderOption("--word-lm", "word_lm_path", str, "word n-gram LM, ARPA (default: the shipped one)", ("word",)),
     DecoderOption("--word-weight", "word_weight", float, "scale of the word LM at each word's end", ("word",)),
     DecoderOption("--oov-penalty", "oov_penalty", float, "added for a word the word LM does not know", ("word",)),
+    DecoderOption("--case-weight", "case_weight", float,
+                  "scale of the case model (capitals at sentence starts, words in one case; 0 = off)", ("word",)),
     DecoderOption("--words", "user_words", str,
                   "user words: a file of names and terms, one a line, optionally TAB and a boost", ("word",)),
     DecoderOption("--words-boost", "user_word_boost", float, "boost of user words given without one", ("word",)),
