@@ -13,8 +13,8 @@ its language-model score, which depends on the prefix only. Hypotheses are ranke
 
 Per frame only characters with ``log p >= char_threshold`` (at most ``max_chars_per_frame`` of
 them) are tried as extensions, and a new prefix scoring more than ``prune_beam`` below the best
-prefix that stays, nor one below the ``beam_width``-th best of them (the frame's cut would drop
-it), is made at all: on a blank frame (about half of them) nothing new is made, so the cost per
+prefix that stays, nor one below the ``beam_width``-th best score known so far in the frame
+(stays and prefixes already made: the frame's cut would drop it), is made at all: on a blank frame (about half of them) nothing new is made, so the cost per
 frame is small and constant. (Measured on 300 IAM-OnDB validation lines, frame by frame:
 the defaults, ``char_threshold`` -7 and ``prune_beam`` 8, make 3.1 new hypotheses per frame, where
 -10 and no ``prune_beam`` make 14.9; on those lines, 300 UNIPEN and 100 ImadocSen validation
@@ -22,6 +22,7 @@ samples they give the same error counts as -10 and 10, the previous defaults, in
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -53,7 +54,7 @@ class _Hypothesis:
     """
 
     __slots__ = ("pb", "pnb", "lm", "history", "word", "emissions", "emit_score", "parent", "char", "lm_row",
-                 "rank")
+                 "rank", "fixed", "gain")
 
     def __init__(self, pb, pnb, lm, history, word, emissions, emit_score=_NEG_INF, parent=None, char=0,
                  lm_row=None):
@@ -70,6 +71,9 @@ class _Hypothesis:
         self.char = char
         self.lm_row = lm_row
         self.rank = None  # its _score() this frame, where known (a search step's cache)
+        # what depends on the prefix alone, kept once computed: the final score less log(P_b + P_nb)
+        # (result() asks after every frame for every hypothesis) and _prune_gain()
+        self.fixed = self.gain = None
 
 
 def _score(prefix: tuple, hyp: _Hypothesis, insertion_bonus: float) -> float:
@@ -218,8 +222,16 @@ class CtcPrefixBeamDecoder:
         of pen samples, and most bursts complete no frame."""
         if state.best is None:
             best_score, prefix, hyp = _NEG_INF, None, None
+            # _final_score() inlined: asked after every frame, for every hypothesis
             for p, h in state.beams.items():
-                score = self._final_score(p, h, state)
+                pb, pnb = h.pb, h.pnb
+                score = pb if pb > pnb else pnb
+                if score != _NEG_INF:
+                    score += math.log1p(math.exp(-abs(pb - pnb)))
+                fixed = h.fixed
+                if fixed is None:
+                    fixed = h.fixed = h.lm + self.insertion_bonus * len(p) + self._owed(h, state)
+                score += fixed
                 if not p:
                     score += self.empty_penalty
                 if prefix is None or score > best_score:
@@ -251,21 +263,23 @@ class CtcPrefixBeamDecoder:
 
     # ---- what a subclass scores differently (the word decoder) ---------------------------------
     def _final_score(self, prefix: tuple, hyp, state) -> float:
-        """The rank of ``hyp`` when the result is chosen: its beam score, plus the lexicon bonus of
-        an unfinished last word found in the lexicon."""
-        score = _score(prefix, hyp, self.insertion_bonus)
-        if hyp.word and hyp.word in self.lexicon:
-            score += self.lexicon_bonus
-        return score
+        """The rank of ``hyp`` when the result is chosen: its beam score plus :meth:`_owed`."""
+        return _score(prefix, hyp, self.insertion_bonus) + self._owed(hyp, state)
+
+    def _owed(self, hyp, state) -> float:
+        """What the final result adds to ``hyp``'s beam score: the lexicon bonus of an unfinished
+        last word found in the lexicon."""
+        return self.lexicon_bonus if hyp.word and hyp.word in self.lexicon else 0.0
 
     def _prune_gain(self, hyp, state) -> float:
         """The most the LM terms can add to an extension of ``hyp`` beyond its parent's score and
         the character's own log-probability (the lexicon bonus of a completed word)."""
         return self.lexicon_bonus if hyp.word and hyp.word in self.lexicon else 0.0
 
-    def _run_gain(self, hyp, state) -> float:
-        """The most the LM terms can add to an extension of ``hyp`` by a character that does not
-        end a word (``_ends_word``): none here."""
+    def _run_gain(self, state) -> float:
+        """The most the LM terms can add to an extension by a character that does not end a word
+        (``_ends_word``), beyond its parent's LM score and the character LM's weighted score of
+        the character: none here."""
         return 0.0
 
     def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
@@ -286,8 +300,11 @@ class CtcPrefixBeamDecoder:
         beams = state.beams
         if not cands:  # most frames: every prefix stays, none is made, so there is nothing to cut
             for prefix, hyp in beams.items():
-                pnb = hyp.pnb
-                stay = _logaddexp(hyp.pb, pnb) + blank_lp
+                pb, pnb = hyp.pb, hyp.pnb
+                stay = pb if pb > pnb else pnb  # _logaddexp(pb, pnb), inlined: the hottest loop
+                if stay != _NEG_INF:
+                    stay += math.log1p(math.exp(-abs(pb - pnb)))
+                stay += blank_lp
                 repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
                 hyp.pb, hyp.pnb = stay, repeat
                 hyp.emit_score = stay if stay > repeat else repeat
@@ -299,27 +316,45 @@ class CtcPrefixBeamDecoder:
         # because each prefix is kept by exactly one hypothesis
         for prefix, hyp in parents:
             pb, pnb = hyp.pb, hyp.pnb
-            total = _logaddexp(pb, pnb)
+            total = pb if pb > pnb else pnb  # _logaddexp(pb, pnb), inlined
+            if total != _NEG_INF:
+                total += math.log1p(math.exp(-abs(pb - pnb)))
             old.append((pb, total, hyp.emissions))
             stay = total + blank_lp
             # the last character repeated without a blank stays the same prefix
             repeat = pnb + row[prefix[-1]] if prefix else _NEG_INF
             hyp.pb, hyp.pnb = stay, repeat
-            hyp.emit_score = stay if stay > repeat else repeat
-            hyp.rank = score = _logaddexp(stay, repeat) + hyp.lm + bonus * len(prefix)  # _score()
+            if stay > repeat:
+                hyp.emit_score = score = stay
+            else:
+                hyp.emit_score = score = repeat
+            if score != _NEG_INF:  # _logaddexp(stay, repeat), inlined
+                score += math.log1p(math.exp(-abs(stay - repeat)))
+            hyp.rank = score = score + hyp.lm + bonus * len(prefix)  # _score()
             stay_scores.append(score)
         # pass 2: extensions; a new prefix more than `prune_beam` below the best stay is not made,
         # nor one below the beam_width-th best stay: that many prefixes already outrank it (a
         # stay's score only grows this frame, by paths from extensions), so the cut at the end
         # would drop it anyway; made, it would cost its LM lookups and a place in the sort
+        # The second bound rises as prefixes are made: a min-heap holds the beam_width best scores
+        # known so far (stays and new prefixes; a score only grows this frame, so each is a lower
+        # bound and the heap's least is one of the cut's), and every prefix made pushes out its least.
         floor = max(stay_scores) - self.prune_beam
-        if len(stay_scores) == self.beam_width:  # a full beam (never more): its worst stay is that one
-            floor = max(floor, min(stay_scores))
+        width = self.beam_width
+        top = None
+        if len(stay_scores) == width:  # a full beam (never more): its worst stay is that one
+            top = stay_scores
+            heapq.heapify(top)
+            floor = max(floor, top[0])
         best_char = max(row[c] for c in cands)
+        run_gain = self._run_gain(state)
+        ends_word = self._ends_word
         children = cand_set = None
         for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
             length_bonus = bonus * (len(prefix) + 1)
-            gain = self._prune_gain(hyp, state)
+            gain = hyp.gain
+            if gain is None:
+                gain = hyp.gain = self._prune_gain(hyp, state)
             # no new prefix from this one can score more than this (LM log-probabilities are
             # <= 0, `gain` bounds what the LM terms add): a prefix far below the best makes none
             # and costs no LM lookups; its paths into prefixes already in the beam still count
@@ -338,8 +373,6 @@ class CtcPrefixBeamDecoder:
                             _add_path(beams[prefix + (c,)], p, (frame, emissions))
                 continue
             lm_row = None
-            run_gain = None
-            ends_word = self._ends_word
             for c in cands:
                 p = row[c] + (pb if c == last else total)  # a repeat needs a blank in between
                 if p == _NEG_INF:
@@ -350,8 +383,6 @@ class CtcPrefixBeamDecoder:
                     if ends_word[c]:
                         bound = gain
                     else:  # a character inside a word completes none: a tighter bound
-                        if run_gain is None:
-                            run_gain = self._run_gain(hyp, state)
                         bound = run_gain
                     if p + hyp.lm + length_bonus + bound < floor:
                         continue  # below the cut whatever the LMs say
@@ -362,11 +393,22 @@ class CtcPrefixBeamDecoder:
                             if lm_row is None:
                                 lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
                         char_lp = lm_weight * lm_row[c]
+                        if not ends_word[c] and p + hyp.lm + char_lp + length_bonus + bound < floor:
+                            continue  # inside a word the LM terms add at most run_gain to char_lp
                     lm_score, extra = self._extension_score(hyp, c, char_lp, state, gain)
                     if p + lm_score + length_bonus < floor:
                         continue
                     ext = beams[ext_prefix] = self._make_extension(p, lm_score, hyp, c, (frame, emissions), extra)
-                    ext.rank = p + lm_score + length_bonus  # == _score(ext_prefix, ext, bonus)
+                    ext.rank = rank = p + lm_score + length_bonus  # == _score(ext_prefix, ext, bonus)
+                    if top is not None:
+                        heapq.heapreplace(top, rank)  # rank >= floor >= top[0]
+                        if top[0] > floor:
+                            floor = top[0]
+                    elif len(beams) == width:  # the beam just filled: the bound starts here
+                        top = [_score(q, h, bonus) if h.rank is None else h.rank for q, h in beams.items()]
+                        heapq.heapify(top)
+                        if top[0] > floor:
+                            floor = top[0]
                     continue
                 _add_path(ext, p, (frame, emissions))
         if len(beams) > self.beam_width:

@@ -76,7 +76,7 @@ class _Hyp:
     ``history`` (the character LM's) is filled in only for hypotheses that survive pruning."""
 
     __slots__ = ("pb", "pnb", "lm", "history", "wctx", "run", "run_lm", "hot", "emissions", "emit_score",
-                 "parent", "char", "lm_row", "rank")
+                 "parent", "char", "lm_row", "rank", "fixed", "gain")
 
     def __init__(self, pb, pnb, lm, history, wctx, run, run_lm, hot, emissions, emit_score=_NEG_INF,
                  parent=None, char=0):
@@ -94,6 +94,7 @@ class _Hyp:
         self.char = char
         self.lm_row = None
         self.rank = None
+        self.fixed = self.gain = None  # see runtime.beam._Hypothesis
 
 
 class UserWords:
@@ -295,10 +296,10 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         root = _Hyp(0.0, _NEG_INF, 0.0, h0, (), "", 0.0, None, None)
         return WordBeamState(beams={(): root}, user_words=uw if uw else None)
 
-    def _final_score(self, prefix: tuple, hyp, state) -> float:
-        """The beam score with the unfinished last word scored as if it were complete (with the
-        word LM and user words)."""
-        return _score(prefix, hyp, self.insertion_bonus) + self._finish(hyp, state.user_words)
+    def _owed(self, hyp, state) -> float:
+        """What the final result adds to the beam score: the unfinished last word scored as if it
+        were complete (with the word LM and user words)."""
+        return self._finish(hyp, state.user_words)
 
     # ---- word scores -------------------------------------------------------------------------
     def _complete(self, run: str, run_lm: float, wctx: tuple, punct: str, user: Optional[UserWords]):
@@ -421,9 +422,9 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         """The most any extension can gain from the LMs over its parent's score: a user-word step,
         or a completed word whose swapped-out character scores were low."""
         return ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
-                + 2 * max(self.word_bonus, 0.0) + self._run_gain(hyp, state))
+                + 2 * max(self.word_bonus, 0.0) + self._run_gain(state))
 
-    def _run_gain(self, hyp, state) -> float:
+    def _run_gain(self, state) -> float:
         """The most a letter, digit or apostrophe can gain: a user-word step (a word start's cost
         is <= 0)."""
         return self._case_gain + (state.user_words.max_step if state.user_words is not None else 0.0)
