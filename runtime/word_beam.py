@@ -201,11 +201,10 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
 
     name = "word"
 
-    # beam_width 64 / prune_beam 20: each widening (16/12 -> 32/16 -> 48/16 -> 64/20) won on every
-    # validation set (docs/model_card.md); 64/20 costs about 3x the decoder's time of 16/12 and
-    # keeps the real-time factor of a 200 Hz pen under 0.01 on the 2-core bench machine in its fast
-    # mode (docs/benchmarks.md)
-    def __init__(self, alphabet, beam_width: int = 64, lm_weight: float = 0.5, insertion_bonus: float = 1.0,
+    # beam_width 128 / prune_beam 20: each widening (16/12 -> 32/16 -> 48/16 -> 64/20 -> 96/20 ->
+    # 128/20) won on the validation sets (docs/model_card.md); 128/20 keeps the real-time factor
+    # of a 200 Hz pen under 0.01 on the 2-core bench machine in its fast mode (docs/benchmarks.md)
+    def __init__(self, alphabet, beam_width: int = 128, lm_weight: float = 0.5, insertion_bonus: float = 1.0,
                  lm_path=None, word_lm_path=None, word_weight: float = 0.7, oov_penalty: float = -2.0,
                  char_swap: float = 1.0, word_bonus: float = 1.0, word_start_cost: float = 0.0, user_words=None,
                  user_word_boost: float = 6.0, char_threshold: float = -7.0, max_chars_per_frame: int = 6,
