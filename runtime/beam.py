@@ -263,7 +263,8 @@ class CtcPrefixBeamDecoder:
 
     # ---- what a subclass scores differently (the word decoder) ---------------------------------
     def _final_score(self, prefix: tuple, hyp, state) -> float:
-        """The rank of ``hyp`` when the result is chosen: its beam score plus :meth:`_owed`."""
+        """The rank of ``hyp`` when the result is chosen: its beam score plus :meth:`_owed`
+        (:meth:`result` computes the same inline; a subclass changes :meth:`_owed`)."""
         return _score(prefix, hyp, self.insertion_bonus) + self._owed(hyp, state)
 
     def _owed(self, hyp, state) -> float:
@@ -393,7 +394,7 @@ class CtcPrefixBeamDecoder:
                             if lm_row is None:
                                 lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
                         char_lp = lm_weight * lm_row[c]
-                        if not ends_word[c] and p + hyp.lm + char_lp + length_bonus + bound < floor:
+                        if not ends_word[c] and p + hyp.lm + char_lp + length_bonus + bound < floor - 1e-9:
                             continue  # inside a word the LM terms add at most run_gain to char_lp
                     lm_score, extra = self._extension_score(hyp, c, char_lp, state, gain)
                     if p + lm_score + length_bonus < floor:

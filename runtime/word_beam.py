@@ -71,8 +71,8 @@ TEXT_CASE_PRIORS = CasePriors(0.93, 0.093, 0.5, 0.18, 0.0002)
 
 class _Hyp:
     """One prefix in the beam (see :class:`runtime.beam._Hypothesis`), plus the word state:
-    ``wctx`` the word-LM context, ``run`` the unfinished word (lowercase), ``run_lm`` its
-    weighted character-LM score, ``hot`` the user-word match ``(prefix, earned, kept)`` or None.
+    ``wctx`` the word-LM context, ``run`` the unfinished word (as written), ``run_lm`` its
+    weighted character-LM score less the case factors (what the word LM's score replaces), ``hot`` the user-word match ``(prefix, earned, kept)`` or None.
     ``history`` (the character LM's) is filled in only for hypotheses that survive pruning."""
 
     __slots__ = ("pb", "pnb", "lm", "history", "wctx", "run", "run_lm", "hot", "emissions", "emit_score",
@@ -191,8 +191,9 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
       swapped for the word LM's, which knows no case: without a case model "GerMan" and "German"
       cost the same. The case model scores each letter of a word as a capital or not from where
       it stands (a sentence start, another word start, a line start, after a capital, after a
-      small letter) and keeps that score through the swap. 0 turns it off. Chosen on the
-      validation sets (docs/model_card.md).
+      small letter) and keeps that score through the swap. 0 turns it off; so does
+      ``lm_weight`` 0 (no character LM, no case factor to replace). Chosen on the validation
+      sets (docs/model_card.md).
 
     ``empty_penalty`` (the base class's, default -10): on UNIPEN chars ``val`` (every 4th of its
     isolated characters) the empty reading won 709 of 1,993 times without it (CER 48.9 %), 120
@@ -278,12 +279,14 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         self._case_sentence, self._case_word, self._case_line = (
             logs(priors.sentence_start), logs(priors.word_start), logs(priors.line_start))
         self._case_after_capital, self._case_after_small = logs(priors.after_capital), logs(priors.after_small)
-        self._case_gain = max(0.0, max(
-            probs[0 if self._capital[i] else 1] - lm_case[i]
-            for i in range(1, n) if self._letter[i]
-            for probs in (self._case_sentence, self._case_word, self._case_line, self._case_after_capital,
-                          self._case_after_small)
-            for lm_case in (self._lm_case_start, self._lm_case_inside)))
+        # a word's first letter gives up the LM's start factor; a later one the inside factor, or
+        # the start factor after a digit (the LM's history then restarts: runtime.lm.AFTER_OTHER)
+        starts = (self._case_sentence, self._case_word, self._case_line)
+        insides = (self._case_after_capital, self._case_after_small)
+        pairs = [(probs, self._lm_case_start) for probs in starts + insides]
+        pairs += [(probs, self._lm_case_inside) for probs in insides]
+        self._case_gain = max(0.0, max(probs[0 if self._capital[i] else 1] - lm_case[i]
+                                       for i in range(1, n) if self._letter[i] for probs, lm_case in pairs))
 
     # ---- interface ---------------------------------------------------------------------------
     def new_state(self, user_words=None) -> WordBeamState:
@@ -373,12 +376,13 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                 # the case model's term replaces the character LM's case factor and, unlike the
                 # rest of the letter's score, stays when the word LM's score is swapped in
                 if hyp.run:
-                    lm_case = self._lm_case_inside[c]
                     prev = hyp.run[-1]
+                    # the character LM's own factor: its history restarts after a digit
+                    lm_case = (self._lm_case_start if prev.isdigit() else self._lm_case_inside)[c]
                     probs = self._case_after_capital if prev.isupper() else self._case_after_small
                 else:
                     lm_case = self._lm_case_start[c]
-                    probs = (self._case_line if hyp.emissions is None else
+                    probs = (self._case_line if hyp.emissions is None else  # only the root has no emissions
                              self._case_sentence if hyp.wctx == self._sentence_ctx else self._case_word)
                 char_lp -= lm_case
                 lm_score += (probs[0] if self._capital[c] else probs[1]) - lm_case
@@ -419,13 +423,13 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
     # ---- the beam search's step (runtime.beam) with this decoder's scores --------------------
     def _prune_gain(self, hyp, state) -> float:
         """The most any extension can gain from the LMs over its parent's score: a user-word step,
-        or a completed word whose swapped-out character scores were low."""
+        the case model's term, or a completed word whose swapped-out character scores were low."""
         return ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
                 + 2 * max(self.word_bonus, 0.0) + self._run_gain(state))
 
     def _run_gain(self, state) -> float:
-        """The most a letter, digit or apostrophe can gain: a user-word step (a word start's cost
-        is <= 0)."""
+        """The most a letter, digit or apostrophe can gain over its character-LM score: the case
+        model's term over the LM's case factor, and a user-word step (a word start's cost is <= 0)."""
         return self._case_gain + (state.user_words.max_step if state.user_words is not None else 0.0)
 
     def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):

@@ -243,6 +243,32 @@ def test_the_case_model_keeps_a_word_in_one_case(tiny_arpa, char_lm):
     assert on.result(state)[0] == "the CAT sat"
 
 
+def test_the_search_cuts_drop_nothing_the_beam_would_keep(tiny_arpa, char_lm):
+    """The bounds that let the search skip an extension before its LM scores (what completing a
+    word, the case model and user words can add) are upper bounds: with them taken away (infinite)
+    every frame's beam and result are the same."""
+
+    class Uncut(CtcWordBeamDecoder):
+        def _prune_gain(self, hyp, state):
+            return math.inf
+
+        def _run_gain(self, state):
+            return math.inf
+
+    alphabet = Alphabet()
+    text = "The 3D cat sat. We met Susan O'Neil, ok"
+    lp = _peaked(alphabet, text, confidence=0.5, seed=6,
+                 confusions={0: "t", 4: ("d", 0.4), 8: "A", 16: "w", 23: "s", 31: "o", 33: ("n", 0.4)})
+    for options in ({}, {"user_words": ["Susan O'Neil", ("3D", 3.0)], "beam_width": 16}, {"case_weight": 1.0}):
+        cut, uncut = (cls(alphabet, lm=char_lm, word_lm_path=tiny_arpa, **options) for cls in (CtcWordBeamDecoder, Uncut))
+        a, b = cut.new_state(), uncut.new_state()
+        for t in range(len(lp)):
+            cut.accept(a, lp[t:t + 1])
+            uncut.accept(b, lp[t:t + 1])
+            assert list(a.beams) == list(b.beams), (options, t)
+            assert cut.result(a) == uncut.result(b), (options, t)
+
+
 @pytest.mark.parametrize("option, value", [("word_weight", -1), ("oov_penalty", 1.0), ("char_swap", 2.0),
                                            ("user_word_boost", -1.0), ("beam_width", 0), ("case_weight", -0.5),
                                            ("case_priors", (0.9, 0.1, 0.5, 0.2, 0.0)),
