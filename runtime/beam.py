@@ -180,8 +180,9 @@ class CtcPrefixBeamDecoder:
         self._word_char = [False] + [c.isalpha() or c == "'" for c in chars]
         self._lower = [""] + [c.lower() for c in chars]
         # characters whose extension may earn `_prune_gain` (a completed word's bonus); the others
-        # are bounded by `_run_gain`
+        # are bounded by `_run_gains`
         self._ends_word = [not w for w in self._word_char]
+        self._no_gains = [0.0] * (len(chars) + 1)
 
     # ---- interface ---------------------------------------------------------------------------
     def new_state(self) -> BeamState:
@@ -277,11 +278,11 @@ class CtcPrefixBeamDecoder:
         the character's own log-probability (the lexicon bonus of a completed word)."""
         return self.lexicon_bonus if hyp.word and hyp.word in self.lexicon else 0.0
 
-    def _run_gain(self, state) -> float:
-        """The most the LM terms can add to an extension by a character that does not end a word
-        (``_ends_word``), beyond its parent's LM score and the character LM's weighted score of
-        the character: none here."""
-        return 0.0
+    def _run_gains(self, state) -> list:
+        """Per alphabet id, the most the LM terms can add to an extension by that character when
+        it does not end a word (``_ends_word``), beyond its parent's LM score and the character
+        LM's weighted score of the character: none here."""
+        return self._no_gains
 
     def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
         """``(lm_score, extra)`` of ``hyp`` extended by ``c`` (``char_lp``: the weighted character
@@ -348,7 +349,7 @@ class CtcPrefixBeamDecoder:
             heapq.heapify(top)
             floor = max(floor, top[0])
         best_char = max(row[c] for c in cands)
-        run_gain = self._run_gain(state)
+        run_gains = self._run_gains(state)
         ends_word = self._ends_word
         children = cand_set = None
         for (prefix, hyp), (pb, total, emissions) in zip(parents, old):
@@ -384,7 +385,7 @@ class CtcPrefixBeamDecoder:
                     if ends_word[c]:
                         bound = gain
                     else:  # a character inside a word completes none: a tighter bound
-                        bound = run_gain
+                        bound = run_gains[c]
                     if p + hyp.lm + length_bonus + bound < floor:
                         continue  # below the cut whatever the LMs say
                     char_lp = 0.0
@@ -395,7 +396,7 @@ class CtcPrefixBeamDecoder:
                                 lm_row = hyp.lm_row = lm.log_prob_row(hyp.history)
                         char_lp = lm_weight * lm_row[c]
                         if not ends_word[c] and p + hyp.lm + char_lp + length_bonus + bound < floor - 1e-9:
-                            continue  # inside a word the LM terms add at most run_gain to char_lp
+                            continue  # inside a word the LM terms add at most run_gains[c] to char_lp
                     lm_score, extra = self._extension_score(hyp, c, char_lp, state, gain)
                     if p + lm_score + length_bonus < floor:
                         continue

@@ -166,6 +166,7 @@ class WordBeamState(BeamState):
     """Per-stream state of :class:`CtcWordBeamDecoder`: the beam and the stream's user words."""
 
     user_words: Optional[UserWords] = None
+    run_gains: Optional[list] = None  # the decoder's _run_gains() for this stream's user words
 
 
 class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
@@ -264,7 +265,10 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         self._letter = [False] + [c.isalpha() for c in chars]
         self._capital = [False] + [c.isalpha() and c.isupper() for c in chars]
         self._case_on = self.lm is not None and self.case_weight > 0
-        self._case_gain = 0.0  # the most the case model adds over the character LM's factor (a pruning bound)
+        # the most the case model adds over the character LM's factor, per alphabet id and at all
+        # (pruning bounds)
+        self._case_gains = [0.0] * n
+        self._case_gain = 0.0
         self._sentence_ctx = self.word_lm.sentence_start() if self.word_lm is not None else None
         if not self._case_on:
             return
@@ -285,8 +289,9 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         insides = (self._case_after_capital, self._case_after_small)
         pairs = [(probs, self._lm_case_start) for probs in starts + insides]
         pairs += [(probs, self._lm_case_inside) for probs in insides]
-        self._case_gain = max(0.0, max(probs[0 if self._capital[i] else 1] - lm_case[i]
-                                       for i in range(1, n) if self._letter[i] for probs, lm_case in pairs))
+        self._case_gains = [max(0.0, max(probs[0 if self._capital[i] else 1] - lm_case[i] for probs, lm_case in pairs))
+                            if self._letter[i] else 0.0 for i in range(n)]
+        self._case_gain = max(self._case_gains)
 
     # ---- interface ---------------------------------------------------------------------------
     def new_state(self, user_words=None) -> WordBeamState:
@@ -296,7 +301,9 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
             uw = uw.merged(UserWords(user_words, self.user_word_boost))
         h0 = self.lm.initial_history() if self.lm is not None else ""
         root = _Hyp(0.0, _NEG_INF, 0.0, h0, (), "", 0.0, None, None)
-        return WordBeamState(beams={(): root}, user_words=uw if uw else None)
+        uw = uw if uw else None
+        gains = self._case_gains if uw is None else [g + uw.max_step for g in self._case_gains]
+        return WordBeamState(beams={(): root}, user_words=uw, run_gains=gains)
 
     def _owed(self, hyp, state) -> float:
         """What the final result adds to the beam score: the unfinished last word scored as if it
@@ -425,12 +432,14 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         """The most any extension can gain from the LMs over its parent's score: a user-word step,
         the case model's term, or a completed word whose swapped-out character scores were low."""
         return ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
-                + 2 * max(self.word_bonus, 0.0) + self._run_gain(state))
+                + 2 * max(self.word_bonus, 0.0) + self._case_gain
+                + (state.user_words.max_step if state.user_words is not None else 0.0))
 
-    def _run_gain(self, state) -> float:
-        """The most a letter, digit or apostrophe can gain over its character-LM score: the case
-        model's term over the LM's case factor, and a user-word step (a word start's cost is <= 0)."""
-        return self._case_gain + (state.user_words.max_step if state.user_words is not None else 0.0)
+    def _run_gains(self, state) -> list:
+        """Per alphabet id, the most a letter, digit or apostrophe can gain over its character-LM
+        score: the case model's term over the LM's case factor, and a user-word step (a word
+        start's cost is <= 0)."""
+        return state.run_gains
 
     def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
         lm_score, wctx, run, run_lm, hot = self._extend(hyp, c, char_lp, state.user_words)

@@ -252,8 +252,8 @@ def test_the_search_cuts_drop_nothing_the_beam_would_keep(tiny_arpa, char_lm):
         def _prune_gain(self, hyp, state):
             return math.inf
 
-        def _run_gain(self, state):
-            return math.inf
+        def _run_gains(self, state):
+            return [math.inf] * (self.alphabet.size + 1)
 
     alphabet = Alphabet()
     text = "The 3D cat sat. We met Susan O'Neil, ok"
