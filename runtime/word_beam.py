@@ -68,6 +68,9 @@ class CasePriors(NamedTuple):
 # ImadocSen's start sentences.
 TEXT_CASE_PRIORS = CasePriors(0.93, 0.093, 0.5, 0.18, 0.0002)
 
+# ln P(a line ends in a word broken by a hyphen): 127 of IAM-OnDB train's 5,363 lines do.
+LINE_END_HYPHEN = math.log(127 / 5363)
+
 
 class _Hyp:
     """One prefix in the beam (see :class:`runtime.beam._Hypothesis`), plus the word state:
@@ -76,10 +79,10 @@ class _Hyp:
     ``history`` (the character LM's) is filled in only for hypotheses that survive pruning."""
 
     __slots__ = ("pb", "pnb", "lm", "history", "wctx", "run", "run_lm", "hot", "emissions", "emit_score",
-                 "parent", "char", "lm_row", "rank", "fixed", "gain")
+                 "parent", "char", "lm_row", "rank", "fixed", "gain", "after", "tail")
 
     def __init__(self, pb, pnb, lm, history, wctx, run, run_lm, hot, emissions, emit_score=_NEG_INF,
-                 parent=None, char=0):
+                 parent=None, char=0, after=0.0, tail=0.0):
         self.pb = pb
         self.pnb = pnb
         self.lm = lm
@@ -95,6 +98,10 @@ class _Hyp:
         self.lm_row = None
         self.rank = None
         self.fixed = self.gain = None  # see runtime.beam._Hypothesis
+        # a word ended by a hyphen has two readings, charged at the better: `after` (<= 0) is
+        # owed if another character follows, `tail` (<= 0) if the line ends there
+        self.after = after
+        self.tail = tail
 
 
 class UserWords:
@@ -194,7 +201,12 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
       it stands (a sentence start, another word start, a line start, after a capital, after a
       small letter) and keeps that score through the swap. 0 turns it off; so does
       ``lm_weight`` 0 (no character LM, no case factor to replace). Chosen on the validation
-      sets (docs/model_card.md).
+      sets (docs/model_card.md);
+    * ``line_end_hyphen``: ln P(a line ends in a word broken across lines, "represen-"), default
+      :data:`LINE_END_HYPHEN`; None turns it off. A word a hyphen ends is charged the better of
+      two readings, the first part of a compound (the word LM's scores) and a broken word (the
+      fragment keeps its character-LM score, the hyphen costs this prior), and the difference
+      when the next character, or the end of the line, tells which.
 
     ``empty_penalty`` (the base class's, default -10): on UNIPEN chars ``val`` (every 4th of its
     isolated characters) the empty reading won 709 of 1,993 times without it (CER 48.9 %), 120
@@ -211,7 +223,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                  char_swap: float = 1.0, word_bonus: float = 1.0, word_start_cost: float = 0.0, user_words=None,
                  user_word_boost: float = 6.0, char_threshold: float = -7.0, max_chars_per_frame: int = 6,
                  prune_beam: float = 20.0, empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
-                 case_weight: float = 0.3, case_priors: CasePriors = TEXT_CASE_PRIORS, lm=None,
+                 case_weight: float = 0.3, case_priors: CasePriors = TEXT_CASE_PRIORS,
+                 line_end_hyphen: Optional[float] = LINE_END_HYPHEN, lm=None,
                  word_lm: Optional[WordLanguageModel] = None):
         super().__init__(alphabet, beam_width=beam_width, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
                          lm_path=lm_path, char_threshold=char_threshold, max_chars_per_frame=max_chars_per_frame,
@@ -227,6 +240,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
             raise ValueError(f"word_start_cost must be <= 0, got {word_start_cost}")
         if not user_word_boost >= 0:
             raise ValueError(f"user_word_boost must be >= 0, got {user_word_boost}")
+        if line_end_hyphen is not None and not line_end_hyphen <= 0:
+            raise ValueError(f"line_end_hyphen must be a log-probability (<= 0) or None, got {line_end_hyphen}")
         if not case_weight >= 0:
             raise ValueError(f"case_weight must be >= 0, got {case_weight}")
         if len(case_priors) != len(CasePriors._fields) or not all(0 < p < 1 for p in case_priors):
@@ -255,6 +270,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         self._complete_cache: dict = {}  # (run, word context, punctuation) -> _word_score(...)
         self.case_weight = float(case_weight)
         self._init_case_model(CasePriors(*case_priors))
+        self.line_end_hyphen = None if line_end_hyphen is None else float(line_end_hyphen)
+        self._hyphen = alphabet.encode("-")[0] if "-" in alphabet.chars else -1
 
     def _init_case_model(self, priors: CasePriors) -> None:
         """Tables of the case model (see the class docstring): per alphabet id, the character
@@ -308,7 +325,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
     def _owed(self, hyp, state) -> float:
         """What the final result adds to the beam score: the unfinished last word scored as if it
         were complete (with the word LM and user words)."""
-        return self._finish(hyp, state.user_words)
+        return self._finish(hyp, state.user_words) + hyp.tail
 
     # ---- word scores -------------------------------------------------------------------------
     def _complete(self, run: str, run_lm: float, wctx: tuple, punct: str, user: Optional[UserWords]):
@@ -376,8 +393,9 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
     def _extend(self, hyp: _Hyp, c: int, char_lp: float, user: Optional[UserWords]):
         """``(lm score, wctx, run, run_lm, hot)`` of ``hyp`` extended by character ``c``;
         ``char_lp`` is the weighted character-LM log-probability of ``c``."""
-        lm_score = hyp.lm + char_lp
+        lm_score = hyp.lm + char_lp + hyp.after
         ch = self._lower[c]
+        after = tail = 0.0
         if self._run_char[c]:
             if self._case_on and self._letter[c]:
                 # the case model's term replaces the character LM's case factor and, unlike the
@@ -402,6 +420,14 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
             delta, wctx = self._complete(hyp.run, hyp.run_lm, hyp.wctx, punct, user)
             if punct and self.word_lm is not None and punct in self.word_lm:
                 delta -= char_lp  # the word LM models a punctuation mark in context: its score replaces the floor's
+            if c == self._hyphen and hyp.run and self.line_end_hyphen is not None:
+                # a word broken across lines ("represen-"), or the first part of a compound
+                # ("week-end"): the better of the two now, the difference when the next
+                # character (or the line's end) tells which
+                broken = self.line_end_hyphen - char_lp  # the prior replaces the hyphen's own LM score
+                best = max(delta, broken)
+                after, tail = delta - best, broken - best
+                delta = best
             lm_score += delta
             run, run_lm = "", 0.0
         hot = None
@@ -425,7 +451,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                 if step is not None:
                     lm_score += step
                     hot = (ch, step, 0.0)
-        return lm_score, wctx, run, run_lm, hot
+        return lm_score, wctx, run, run_lm, hot, after, tail
 
     # ---- the beam search's step (runtime.beam) with this decoder's scores --------------------
     def _prune_gain(self, hyp, state) -> float:
@@ -442,9 +468,9 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         return state.run_gains
 
     def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
-        lm_score, wctx, run, run_lm, hot = self._extend(hyp, c, char_lp, state.user_words)
-        return lm_score, (wctx, run, run_lm, hot)
+        lm_score, wctx, run, run_lm, hot, after, tail = self._extend(hyp, c, char_lp, state.user_words)
+        return lm_score, (wctx, run, run_lm, hot, after, tail)
 
     def _make_extension(self, p: float, lm_score: float, hyp, c: int, emissions, extra):
-        wctx, run, run_lm, hot = extra
-        return _Hyp(_NEG_INF, p, lm_score, None, wctx, run, run_lm, hot, emissions, p, hyp, c)
+        wctx, run, run_lm, hot, after, tail = extra
+        return _Hyp(_NEG_INF, p, lm_score, None, wctx, run, run_lm, hot, emissions, p, hyp, c, after, tail)

@@ -243,6 +243,23 @@ def test_the_case_model_keeps_a_word_in_one_case(tiny_arpa, char_lm):
     assert on.result(state)[0] == "the CAT sat"
 
 
+def test_a_word_broken_at_the_line_end_keeps_its_hyphen(tiny_arpa, char_lm):
+    """A fragment and a hyphen at the end of the line ("the mat sat on the ma-") are read as
+    written; the fragment is no word, so without the line-end reading the hyphen is dropped."""
+    alphabet = Alphabet()
+    lp = _peaked(alphabet, "the cat sat on the ma-", confidence=0.4, seed=8)
+    on = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa)
+    off = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, line_end_hyphen=None)
+    for dec, expected in ((on, "the cat sat on the ma-"), (off, "the cat sat on the maje")):
+        state = dec.new_state()
+        dec.accept(state, lp)
+        assert dec.result(state)[0] == expected
+    # a hyphen inside a compound still reads as one
+    state = on.new_state()
+    on.accept(state, _peaked(alphabet, "the cat-sat on the mat", confidence=0.4, seed=8))
+    assert on.result(state)[0] == "the cat-sat on the mat"
+
+
 def test_the_search_cuts_drop_nothing_the_beam_would_keep(tiny_arpa, char_lm):
     """The bounds that let the search skip an extension before its LM scores (what completing a
     word, the case model and user words can add) are upper bounds: with them taken away (infinite)
@@ -256,10 +273,11 @@ def test_the_search_cuts_drop_nothing_the_beam_would_keep(tiny_arpa, char_lm):
             return [math.inf] * (self.alphabet.size + 1)
 
     alphabet = Alphabet()
-    text = "The 3D cat sat. We met Susan O'Neil, ok"
+    text = "The 3D cat-sat. We met Susan O'Neil, ok zorb-"
     lp = _peaked(alphabet, text, confidence=0.5, seed=6,
                  confusions={0: "t", 4: ("d", 0.4), 8: "A", 16: "w", 23: "s", 31: "o", 33: ("n", 0.4)})
-    for options in ({}, {"user_words": ["Susan O'Neil", ("3D", 3.0)], "beam_width": 16}, {"case_weight": 1.0}):
+    for options in ({}, {"user_words": ["Susan O'Neil", ("3D", 3.0)], "beam_width": 16}, {"case_weight": 1.0},
+                    {"line_end_hyphen": -0.5}):
         cut, uncut = (cls(alphabet, lm=char_lm, word_lm_path=tiny_arpa, **options) for cls in (CtcWordBeamDecoder, Uncut))
         a, b = cut.new_state(), uncut.new_state()
         for t in range(len(lp)):
@@ -272,7 +290,7 @@ def test_the_search_cuts_drop_nothing_the_beam_would_keep(tiny_arpa, char_lm):
 @pytest.mark.parametrize("option, value", [("word_weight", -1), ("oov_penalty", 1.0), ("char_swap", 2.0),
                                            ("user_word_boost", -1.0), ("beam_width", 0), ("case_weight", -0.5),
                                            ("case_priors", (0.9, 0.1, 0.5, 0.2, 0.0)),
-                                           ("case_priors", (0.9, 0.1))])
+                                           ("case_priors", (0.9, 0.1)), ("line_end_hyphen", 0.5)])
 def test_bad_options_name_themselves(tiny_arpa, char_lm, option, value):
     with pytest.raises(ValueError, match=option):
         CtcWordBeamDecoder(Alphabet(), lm=char_lm, word_lm_path=tiny_arpa, **{option: value})
