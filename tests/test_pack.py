@@ -47,14 +47,15 @@ def data_root(tmp_path):
 
 
 def test_pack_keeps_no_segment_training_would_skip(data_root, tmp_path):
-    from training.pack import subsample_corpus
+    from training.pack import read_corpus_arrays, subsample_arrays
 
     src = data_root / "unipen" / "text.npz"
     with np.load(src) as z:
         arrays = {k: z[k] for k in z.files}
     arrays["quality"][1::2] = "BAD"  # every other row, val rows included
     np.savez_compressed(src, **arrays)
-    counts = subsample_corpus(src, tmp_path / "out.npz", 1.0)
+    kept, counts = subsample_arrays(read_corpus_arrays(src), 1.0)
+    np.savez_compressed(tmp_path / "out.npz", **kept)
     out = load_corpus(tmp_path / "out.npz")
     split, quality = out.field("split"), out.field("quality")
     assert not np.any((split == "train") & (quality == "BAD"))

@@ -88,13 +88,6 @@ def _save(dst, arrays: dict) -> None:
     np.savez_compressed(dst, **arrays)
 
 
-def subsample_corpus(src, dst, train_share: float, seed: int = 0, keep_val: bool = True) -> dict:
-    """Write corpus ``src`` to ``dst`` as :func:`subsample_arrays` keeps it; returns the counts."""
-    out, counts = subsample_arrays(read_corpus_arrays(src), train_share, seed, keep_val, str(src))
-    _save(dst, out)
-    return counts
-
-
 def pack(out, data_root, max_mb: float = 42.0, seed: int = 0, vocabulary_size: int = 50000, log=print) -> dict:
     """Write the pack (see the module docstring) into ``out``; returns what ``pack.json`` holds.
     A pack that fails is removed again, so a half-written one is never mistaken for a whole one."""
