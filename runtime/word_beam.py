@@ -74,9 +74,11 @@ LINE_END_HYPHEN = math.log(127 / 5363)
 
 class _Hyp:
     """One prefix in the beam (see :class:`runtime.beam._Hypothesis`), plus the word state:
-    ``wctx`` the word-LM context, ``run`` the unfinished word (as written), ``run_lm`` its
-    weighted character-LM score less the case factors (what the word LM's score replaces), ``hot`` the user-word match ``(prefix, earned, kept)`` or None.
-    ``history`` (the character LM's) is filled in only for hypotheses that survive pruning."""
+    ``wctx`` the word-LM context, ``run`` the unfinished word (lowercase), ``run_lm`` its
+    weighted character-LM score less the case factors (what the word LM's score replaces),
+    ``hot`` the user-word match ``(prefix, earned, kept)`` or None, ``char`` the prefix's last
+    character. ``history`` (the character LM's) is filled in only for hypotheses that survive
+    pruning."""
 
     __slots__ = ("pb", "pnb", "lm", "history", "wctx", "run", "run_lm", "hot", "emissions", "emit_score",
                  "parent", "char", "lm_row", "rank", "fixed", "gain", "after", "tail")
@@ -281,6 +283,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         n = len(chars) + 1
         self._letter = [False] + [c.isalpha() for c in chars]
         self._capital = [False] + [c.isalpha() and c.isupper() for c in chars]
+        self._digit = [False] + [c.isdigit() for c in chars]
         self._case_on = self.lm is not None and self.case_weight > 0
         # the most the case model adds over the character LM's factor, per alphabet id and at all
         # (pruning bounds)
@@ -391,8 +394,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         hyp.parent = None
 
     def _extend(self, hyp: _Hyp, c: int, char_lp: float, user: Optional[UserWords]):
-        """``(lm score, wctx, run, run_lm, hot)`` of ``hyp`` extended by character ``c``;
-        ``char_lp`` is the weighted character-LM log-probability of ``c``."""
+        """``(lm score, wctx, run, run_lm, hot, after, tail)`` of ``hyp`` extended by character
+        ``c`` (see :class:`_Hyp`); ``char_lp`` is the weighted character-LM log-probability of ``c``."""
         lm_score = hyp.lm + char_lp + hyp.after
         ch = self._lower[c]
         after = tail = 0.0
@@ -401,10 +404,10 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                 # the case model's term replaces the character LM's case factor and, unlike the
                 # rest of the letter's score, stays when the word LM's score is swapped in
                 if hyp.run:
-                    prev = hyp.run[-1]
+                    prev = hyp.char  # the word's last character so far
                     # the character LM's own factor: its history restarts after a digit
-                    lm_case = (self._lm_case_start if prev.isdigit() else self._lm_case_inside)[c]
-                    probs = self._case_after_capital if prev.isupper() else self._case_after_small
+                    lm_case = (self._lm_case_start if self._digit[prev] else self._lm_case_inside)[c]
+                    probs = self._case_after_capital if self._capital[prev] else self._case_after_small
                 else:
                     lm_case = self._lm_case_start[c]
                     probs = (self._case_line if hyp.emissions is None else  # only the root has no emissions
@@ -414,7 +417,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
             run_lm = hyp.run_lm + min(char_lp, 0.0)
             if not hyp.run:
                 lm_score += self.word_start_cost
-            run, wctx = hyp.run + self._chars[c], hyp.wctx
+            run, wctx = hyp.run + ch, hyp.wctx
         else:
             punct = "" if self._space[c] else ch
             delta, wctx = self._complete(hyp.run, hyp.run_lm, hyp.wctx, punct, user)
