@@ -229,10 +229,7 @@ class CtcPrefixBeamDecoder:
                 score = pb if pb > pnb else pnb
                 if score != _NEG_INF:
                     score += math.log1p(math.exp(-abs(pb - pnb)))
-                fixed = h.fixed
-                if fixed is None:
-                    fixed = h.fixed = h.lm + self.insertion_bonus * len(p) + self._owed(h, state)
-                score += fixed
+                score += h.fixed if h.fixed is not None else self._fixed(p, h, state)
                 if not p:
                     score += self.empty_penalty
                 if prefix is None or score > best_score:
@@ -266,7 +263,14 @@ class CtcPrefixBeamDecoder:
     def _final_score(self, prefix: tuple, hyp, state) -> float:
         """The rank of ``hyp`` when the result is chosen: its beam score plus :meth:`_owed`
         (:meth:`result` computes the same inline; a subclass changes :meth:`_owed`)."""
-        return _score(prefix, hyp, self.insertion_bonus) + self._owed(hyp, state)
+        return _logaddexp(hyp.pb, hyp.pnb) + self._fixed(prefix, hyp, state)
+
+    def _fixed(self, prefix: tuple, hyp, state) -> float:
+        """The final score less ``log(P_b + P_nb)``: it depends on the prefix alone, so it is kept
+        on the hypothesis once computed."""
+        if hyp.fixed is None:
+            hyp.fixed = hyp.lm + self.insertion_bonus * len(prefix) + self._owed(hyp, state)
+        return hyp.fixed
 
     def _owed(self, hyp, state) -> float:
         """What the final result adds to ``hyp``'s beam score: the lexicon bonus of an unfinished

@@ -214,9 +214,9 @@ class CharLanguageModel:
         """``(at_start, inside)``: per alphabet id, the natural log of the case factor that the
         model's probability of that character includes at a word start / inside a word (a capital's
         ``upper_at_start`` / ``upper_inside``, a small letter's complement, 0 for other characters)."""
-        with np.errstate(divide="ignore"):
-            start = np.where(self._case_start > 0, np.log(np.maximum(self._case_start, 1e-300)), 0.0)
-            inside = np.where(self._case_inside > 0, np.log(np.maximum(self._case_inside, 1e-300)), 0.0)
+        # characters without a case factor (0 here) are scored by the floor alone: log 1 = 0
+        start = np.log(np.where(self._case_start > 0, self._case_start, 1.0))
+        inside = np.log(np.where(self._case_inside > 0, self._case_inside, 1.0))
         return start.tolist(), inside.tolist()
 
     def _lookup(self, history: str) -> np.ndarray:
