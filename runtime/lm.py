@@ -1,4 +1,4 @@
-"""A character n-gram language model for the beam decoder: built offline, tiny and numpy-only at run time.
+"""A character n-gram language model for the beam and word decoders: built offline, tiny and numpy-only at run time.
 
 Building (needs ``wordfreq``, which is a *build-time* tool, never a runtime dependency)::
 

@@ -1,6 +1,6 @@
 """Error rates: CER and WER as edit distance divided by the reference length.
 
-Corpora write punctuation differently: IAM-OnDB's transcriptions mostly set it apart
+Corpora write punctuation differently: IAM-OnDB's transcriptions sometimes set it apart
 (``support , a``, ``Mr . Foot ' s``), UNIPEN and ImadocSen do not (``support, a``), and the ink
 has no gap before a comma either way. :func:`split_punctuation` puts every mark apart on both
 sides of a comparison, so a "word error" is a wrong word or a wrong mark, not a convention;

@@ -37,7 +37,7 @@ def default_model_path(int8: bool = True) -> Path:
     """The model shipped inside the package (``runtime/models/``).
 
     The default is the int8 copy: a quarter of the bytes, about twice as fast per pen sample on a
-    small CPU, and 0.1 point more CER on IAM-OnDB ``test`` (README model card). ``int8=False`` gives the
+    small CPU, and 0.01 point more CER on IAM-OnDB ``test`` greedy (docs/model_card.md). ``int8=False`` gives the
     float32 original, the reference for export parity."""
     name = "model.int8.onnx" if int8 else "model.onnx"
     return Path(str(resources.files("runtime.models").joinpath(name)))

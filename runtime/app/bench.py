@@ -32,7 +32,7 @@ the memory are measured once, at the end. :func:`run_bench` returns a :class:`Be
 * ``rtf_200hz``: processing time / ink time for a 200 Hz pen delivered as a serial reader sees
   it, a burst of 2 samples every 10 ms, each followed by decode and get_result, with the chosen
   decoder; ``rtf_200hz_greedy``, ``rtf_200hz_beam`` and ``rtf_200hz_word`` give each decoder;
-* ``emission_delay_p50_ms_{greedy,beam}``, ``emission_delay_p90_ms_*``: on the packaged synthetic
+* ``emission_delay_p50_ms_{greedy,beam,word}``, ``emission_delay_p90_ms_*``: on the packaged synthetic
   lines whose glyph boundaries are known (``runtime/samples/delay_ink.npz``, written by
   :mod:`training.delay_ink`), fed at their own 200 Hz time stamps in bursts of 2, the time from a
   glyph's last pen sample to the burst after which its character is shown and stays (the
