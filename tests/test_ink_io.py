@@ -182,7 +182,7 @@ def test_read_ink_file_and_iter_corpus_samples_on_a_corpus_npz(tmp_path):
     again = read_ink_file(tmp_path / "small.npz")
     assert [i.id for i in again] == ["w3c_groups/w01", "w3c_groups/w02"]
     samples = list(iter_corpus_samples(tmp_path / "small.npz"))
-    assert [(s[1], s[2]) for s in samples] == [("hi", "w3c_groups/w01"), ("there", "w3c_groups/w02")]
+    assert [(s.text, s.id, s.kind) for s in samples] == [("hi", "w3c_groups/w01", "word"), ("there", "w3c_groups/w02", "word")]
     assert samples[0][0].dtype == np.float32 and samples[0][0].shape == (6, 4)
     np.testing.assert_allclose(samples[0][0], inks[0].to_points(), rtol=1e-6)
 

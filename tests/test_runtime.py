@@ -371,6 +371,36 @@ def test_eval_cli_reads_an_iamondb_root_with_forms():
     assert code == 0 and json.loads(lines[-1])["samples"] >= 1
 
 
+def test_eval_cuts_a_sample_that_wraps_into_lines_and_reads_a_line_as_one(rec, samples, tmp_path):
+    """A sample of kind "text" may wrap over several written lines: ``inkstream eval`` reads it as
+    a live pen would, cut by the device's endpoint rules into lines joined by a space. A sample of
+    kind "line" is one line by definition and is read whole, unless the rules are asked for."""
+    from runtime.evaluate import evaluate
+    from runtime.ink import Ink, save_corpus
+
+    lines = _session(rec, samples, 3)  # three one-line samples written one below the other
+    ink = np.concatenate(lines)
+    texts = [rec.recognize(line).text for line in lines]
+    whole = rec.recognize(ink).text
+    assert whole != " ".join(texts)  # read as one line, a three-line ink reads otherwise
+    for kind in ("text", "line"):
+        save_corpus(tmp_path / f"{kind}.npz", [Ink.from_points(ink, text="reference", id="s0", writer="w")], kind=kind)
+
+    def hypotheses(kind, endpoints):
+        got = []
+        res = evaluate(rec, [tmp_path / f"{kind}.npz"], endpoints=endpoints, on_sample=lambda i, r, h: got.append(h))
+        return got, res["samples_with_rules"], res["samples_cut"]
+
+    assert hypotheses("text", "auto") == ([" ".join(texts)], 1, 1)
+    assert hypotheses("line", "auto") == ([whole], 0, 0)
+    assert hypotheses("line", True) == ([" ".join(texts)], 1, 1)
+    assert hypotheses("text", False) == ([whole], 0, 0)
+    with pytest.raises(ValueError, match="endpoints"):
+        evaluate(rec, [tmp_path / "text.npz"], endpoints="sometimes")
+    code, out = _cli(["eval", str(tmp_path / "text.npz"), "--endpoints", "off", "--json"])
+    assert code == 0 and json.loads(out[-1])["samples_with_rules"] == 0
+
+
 def test_edge_modules_do_not_import_torch_or_onnx():
     """Every module of the edge install (runtime.*, firmware_bridge.*), imported in a fresh process."""
     code = ("import importlib, pkgutil, sys, runtime, firmware_bridge\n"

@@ -27,7 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="only these writers, comma-separated (e.g. held-out writers of a corpus)")
     parser.add_argument("--limit", type=int, default=None, help="at most N samples per DATA")
     parser.add_argument("--burst", type=int, default=2, help="pen samples per accept/decode call (0 = whole sample)")
-    parser.add_argument("--endpoints", action="store_true", help="apply the endpoint rules (cut lines, join by space)")
+    parser.add_argument("--endpoints", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                        help="where the device's endpoint rules cut a sample into lines (joined by a space): "
+                             "auto (default) for samples that may wrap over several written lines (kind text, "
+                             "or not said: InkML), not for one line, word or character; on (the bare flag) for "
+                             "all; off for none")
     parser.add_argument("--paragraphs", action="store_true",
                         help="instead: write each form's lines one after the other (IAM-OnDB npz) and report how "
                              "the endpoint rules cut them into lines")
@@ -44,13 +48,14 @@ def run(args) -> int:
     if args.paragraphs:
         return _run_paragraphs(args)
     try:
-        config = config_from_args(args, endpoint=EndpointConfig() if args.endpoints else OFFLINE)
+        config = config_from_args(args, endpoint=OFFLINE)
         rec = config.build_recognizer()
         writers = None if args.writers is None else [w.strip() for w in args.writers.split(",") if w.strip()]
         if writers is not None and not writers:
             raise ValueError(f"--writers {args.writers!r} names no writer")
         res = evaluate(rec, args.data, burst=args.burst, limit=args.limit, forms=args.forms, split=args.split,
-                       writers=writers, on_sample=show if args.verbose else None)
+                       writers=writers, on_sample=show if args.verbose else None,
+                       endpoints={"auto": "auto", "on": True, "off": False}[args.endpoints])
     except USER_ERRORS as exc:  # a bad model, data file or option: InkFormatError, ModelFileError
         return fail(PROG, exc)
     if not res["samples"]:  # a CER over nothing would read as a perfect score
@@ -60,6 +65,8 @@ def run(args) -> int:
     feed = "whole sample per call" if args.burst <= 0 else f"bursts of {args.burst} pen samples, decode after each"
     print(f"model {res['model']}  decoder {config.decoder.name}  feed: {feed}")
     print(f"samples {res['samples']}  chars {res['chars']}  words {res['words']}  pen samples {res['pen_samples']}")
+    print(f"lines: {res['samples_with_rules']} samples read with the endpoint rules (--endpoints {args.endpoints}), "
+          f"{res['samples_cut']} of them cut into several lines")
     print(f"CER {res['cer']:.4f}  WER {res['wer']:.4f}  (punctuation set apart on both sides: "
           f"CER {res['cer_apart']:.4f}  WER {res['wer_apart']:.4f})")
     if res["samples_per_s"]:
@@ -72,7 +79,7 @@ def run(args) -> int:
 
 def _run_paragraphs(args) -> int:
     unused = [flag for flag, value in (("--split", args.split), ("--writers", args.writers), ("--forms", args.forms),
-                                       ("--endpoints", args.endpoints)) if value]
+                                       ("--endpoints", args.endpoints != "auto")) if value]
     if unused:
         return fail(PROG, f"{unused[0]} does not apply with --paragraphs (forms are whole files' writers)")
     try:

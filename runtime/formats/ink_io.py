@@ -13,14 +13,15 @@ a folder with ``lineStrokes/``  an IAM-OnDB root, via :func:`runtime.formats.iam
 and ``ascii/``
 ==============================  ===============================================================
 
-:func:`iter_corpus_samples` is the flat, fast view evaluation needs: ``(points, text, id)``.
+:func:`iter_corpus_samples` is the flat, fast view evaluation needs: :class:`CorpusSample`
+``(points, text, id, kind)``.
 The format modules are re-exported here so callers need one import.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from runtime.formats.inkml import read_inkml, write_inkml
 __all__ = [
     "read_ink_file",
     "iter_corpus_samples",
+    "CorpusSample",
     "read_iamondb",
     "read_iamondb_line",
     "read_inkml",
@@ -91,9 +93,20 @@ def read_ink_file(path: PathLike, forms: FormsArg = None) -> list[Ink]:
     raise InkFormatError(f"{p}: unknown ink file type {p.suffix!r} (expected .npz, .inkml, .xml or an IAM-OnDB folder)")
 
 
+class CorpusSample(NamedTuple):
+    """One sample to score: its pen samples, transcription, id and what it holds (``kind``)."""
+
+    points: np.ndarray  # (N, 4) float32: x, y, t, pen_up_after
+    text: Optional[str]
+    id: str
+    # "line", "word" or "char" (one written line by definition), "text" (a sentence or phrase that
+    # may wrap over several written lines), or None where the file does not say (InkML)
+    kind: Optional[str]
+
+
 def iter_corpus_samples(path: PathLike, forms: FormsArg = None, split: Optional[str] = None,
-                        writers: Optional[Iterable[str]] = None) -> Iterator[tuple[np.ndarray, Optional[str], str]]:
-    """Yield ``(points, text, id)`` for every sample of a corpus ``.npz`` or an IAM-OnDB root.
+                        writers: Optional[Iterable[str]] = None) -> Iterator[CorpusSample]:
+    """Yield a :class:`CorpusSample` for every sample of a corpus ``.npz`` or an IAM-OnDB root.
 
     ``points`` is an ``(N, 4)`` float32 array ``x, y, t, pen_up_after`` (for an npz a view
     into the corpus's array: copy before changing it). ``forms`` filters an IAM-OnDB root by
@@ -118,7 +131,8 @@ def iter_corpus_samples(path: PathLike, forms: FormsArg = None, split: Optional[
         if wanted is not None:
             _check_writers(p, wanted, set(corpus.writers.tolist()))
             idx = [i for i in idx if str(corpus.writers[i]) in wanted]
-        return ((corpus.points(int(i)), str(corpus.texts[i]), str(corpus.ids[i])) for i in idx)
+        return (CorpusSample(corpus.points(int(i)), str(corpus.texts[i]), str(corpus.ids[i]), str(corpus.kind[i]))
+                for i in idx)
     inks = read_ink_file(p, forms=forms)
     if wanted is not None:
         _check_writers(p, wanted, {ink.writer for ink in inks})
@@ -127,7 +141,7 @@ def iter_corpus_samples(path: PathLike, forms: FormsArg = None, split: Optional[
     if untranscribed:
         raise ValueError(f"{p}: {len(untranscribed)} of {len(inks)} inks have no transcription to score "
                          f"(the first: {untranscribed[0]}); `inkstream recognize --source file:{p}` reads them")
-    return ((ink.to_points().astype(np.float32), ink.text, ink.id) for ink in inks)
+    return (CorpusSample(ink.to_points().astype(np.float32), ink.text, ink.id, ink.meta.get("kind")) for ink in inks)
 
 
 def _check_writers(path: Path, wanted: set, present: set) -> None:
