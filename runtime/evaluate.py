@@ -36,22 +36,8 @@ def stream_lines(rec: StreamingRecognizer, points: np.ndarray, burst: int = 2,
                  endpoint: Optional[EndpointConfig] = None) -> list[tuple[str, int]]:
     """``(text, pen samples)`` of every line the endpoint rules (``endpoint``, default the
     recognizer's) cut from ``points``, fed in bursts of ``burst`` pen samples with a decode after
-    each (0 = the whole sample at once); the last line only when it holds samples."""
-    stream = rec.create_stream(endpoint)
-    lines = []
-    step = len(points) if burst <= 0 else burst
-    for start in range(0, len(points), max(step, 1)):
-        stream.accept_samples(points[start:start + step])
-        rec.decode_stream(stream)
-        while rec.is_endpoint(stream):  # a chunk may hold several line breaks
-            lines.append((rec.get_result(stream).text, stream.samples))
-            rec.reset(stream)
-            rec.decode_stream(stream)
-    stream.input_finished()
-    rec.decode_stream(stream)
-    if stream.samples:
-        lines.append((rec.get_result(stream).text, stream.samples))
-    return lines
+    each (0 = the whole sample at once): :meth:`StreamingRecognizer.recognize_lines`."""
+    return [(res.text, res.num_samples) for res in rec.recognize_lines(points, endpoint, burst)]
 
 
 def sample_endpoint(kind: Optional[str], endpoints, rules: EndpointConfig) -> EndpointConfig:

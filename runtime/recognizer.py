@@ -353,12 +353,52 @@ class StreamingRecognizer:
 
     # ---- offline convenience ------------------------------------------------------------------
     def recognize(self, points) -> RecognitionResult:
-        """Whole sample at once (same code path as streaming; endpoints are not applied)."""
+        """Whole sample at once, as one line (same code path as streaming; endpoints are not
+        applied). For ink that may hold several written lines (a note, a selection on a page) use
+        :meth:`recognize_lines`: the model reads one line at a time."""
         s = self.create_stream(OFFLINE)
         s.accept_samples(points)
         s.input_finished()
         self.decode_stream(s)
         return self.get_result(s)
+
+    def recognize_lines(self, points, endpoint: Optional[EndpointConfig] = None,
+                        burst: int = 0) -> list[RecognitionResult]:
+        """Ink of any number of written lines: cut into lines by the endpoint rules (``endpoint``,
+        default the recognizer's) as a live stream is, each line recognised on a fresh stream
+        state. One result per line that holds samples, in order; their ``num_samples`` add up to
+        ``len(points)``, and each alignment's sample and stroke indices count from the start of
+        ``points`` (a character's ``frame`` stays its line's). ``burst`` feeds the samples that
+        many at a time with a decode after each, as a serial reader would (0 = all at once)."""
+        points = np.asarray(points, dtype=np.float64)
+        stream = self.create_stream(endpoint)
+        results: list[RecognitionResult] = []
+        done = [0, 0]  # samples and strokes of the lines before the current one
+
+        def close_line():
+            res = self.get_result(stream)
+            first, strokes = done
+            if first or strokes:
+                chars = tuple(CharAlignment(c.char, c.frame, c.sample_start + first, c.sample_end + first,
+                                            tuple(k + strokes for k in c.strokes)) for c in res.chars)
+                res = RecognitionResult(res.text, res.is_final, chars, res.num_samples, res.num_frames)
+            results.append(res)
+            end = first + res.num_samples
+            done[:] = end, strokes + int(np.count_nonzero(points[first:end, 3] > 0.5))
+
+        step = len(points) if burst <= 0 else burst
+        for start in range(0, len(points), max(step, 1)):
+            stream.accept_samples(points[start:start + step])
+            self.decode_stream(stream)
+            while self.is_endpoint(stream):  # a chunk may hold several line breaks
+                close_line()
+                self.reset(stream)
+                self.decode_stream(stream)
+        stream.input_finished()
+        self.decode_stream(stream)
+        if stream.samples:
+            close_line()
+        return results
 
 
 def make_decoder(name: str, alphabet, **options):

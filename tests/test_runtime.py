@@ -401,6 +401,26 @@ def test_eval_cuts_a_sample_that_wraps_into_lines_and_reads_a_line_as_one(rec, s
     assert code == 0 and json.loads(out[-1])["samples_with_rules"] == 0
 
 
+def test_recognize_lines_reads_a_page_line_by_line_with_alignments_into_the_whole_ink(rec, samples):
+    """Three lines written one below the other: one result per line, each the same text and
+    alignment as the line recognised alone, with sample and stroke indices moved to where the line
+    starts in the whole ink; in bursts of 2 as a serial reader feeds them, the same."""
+    lines = _session(rec, samples, 3)
+    ink = np.concatenate(lines)
+    page = rec.recognize_lines(ink, EndpointConfig())  # the device's rules (this recognizer's are OFFLINE)
+    assert [r.text for r in page] == [rec.recognize(line).text for line in lines]
+    assert sum(r.num_samples for r in page) == len(ink)
+    first = strokes = 0
+    for res, line in zip(page, lines):
+        alone = rec.recognize(line)
+        assert [(c.char, c.sample_start + first, c.sample_end + first, tuple(k + strokes for k in c.strokes))
+                for c in alone.chars] == [(c.char, c.sample_start, c.sample_end, c.strokes) for c in res.chars]
+        first, strokes = first + len(line), strokes + int((line[:, 3] > 0.5).sum())
+    assert [(r.text, r.chars) for r in rec.recognize_lines(ink, EndpointConfig(), burst=2)] == [(r.text, r.chars) for r in page]
+    one = rec.recognize_lines(lines[0], EndpointConfig())
+    assert len(one) == 1 and one[0].text == rec.recognize(lines[0]).text and one[0].chars == rec.recognize(lines[0]).chars
+
+
 def test_edge_modules_do_not_import_torch_or_onnx():
     """Every module of the edge install (runtime.*, firmware_bridge.*), imported in a fresh process."""
     code = ("import importlib, pkgutil, sys, runtime, firmware_bridge\n"
