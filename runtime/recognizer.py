@@ -366,7 +366,7 @@ class StreamingRecognizer:
                         burst: int = 0) -> list[RecognitionResult]:
         """Ink of any number of written lines: cut into lines by the endpoint rules (``endpoint``,
         default the recognizer's) as a live stream is, each line recognised on a fresh stream
-        state. One result per line that holds samples, in order; their ``num_samples`` add up to
+        state. One final result per line that holds samples, in order; their ``num_samples`` add up to
         ``len(points)``, and each alignment's sample and stroke indices count from the start of
         ``points`` (a character's ``frame`` stays its line's). ``burst`` feeds the samples that
         many at a time with a decode after each, as a serial reader would (0 = all at once)."""
@@ -391,6 +391,10 @@ class StreamingRecognizer:
             stream.accept_samples(points[start:start + step])
             self.decode_stream(stream)
             while self.is_endpoint(stream):  # a chunk may hold several line breaks
+                # the line is over: its last frames are flushed (as the live loop does), then the
+                # samples held back for the next line are fed again by reset()
+                stream.input_finished()
+                self.decode_stream(stream)
                 close_line()
                 self.reset(stream)
                 self.decode_stream(stream)

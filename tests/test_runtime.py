@@ -409,7 +409,7 @@ def test_recognize_lines_reads_a_page_line_by_line_with_alignments_into_the_whol
     ink = np.concatenate(lines)
     page = rec.recognize_lines(ink, EndpointConfig())  # the device's rules (this recognizer's are OFFLINE)
     assert [r.text for r in page] == [rec.recognize(line).text for line in lines]
-    assert sum(r.num_samples for r in page) == len(ink)
+    assert sum(r.num_samples for r in page) == len(ink) and all(r.is_final for r in page)
     first = strokes = 0
     for res, line in zip(page, lines):
         alone = rec.recognize(line)
