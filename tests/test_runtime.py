@@ -397,8 +397,10 @@ def test_eval_cuts_a_sample_that_wraps_into_lines_and_reads_a_line_as_one(rec, s
     assert hypotheses("text", False) == ([whole], 0, 0)
     with pytest.raises(ValueError, match="endpoints"):
         evaluate(rec, [tmp_path / "text.npz"], endpoints="sometimes")
-    code, out = _cli(["eval", str(tmp_path / "text.npz"), "--endpoints", "off", "--json"])
+    code, out = _cli(["eval", str(tmp_path / "text.npz"), "--no-endpoints", "--json"])
     assert code == 0 and json.loads(out[-1])["samples_with_rules"] == 0
+    code, out = _cli(["eval", "--endpoints", str(tmp_path / "line.npz"), "--json"])  # the path is not its value
+    assert code == 0 and json.loads(out[-1])["samples_cut"] == 1
 
 
 def test_recognize_lines_reads_a_page_line_by_line_with_alignments_into_the_whole_ink(rec, samples):

@@ -27,11 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="only these writers, comma-separated (e.g. held-out writers of a corpus)")
     parser.add_argument("--limit", type=int, default=None, help="at most N samples per DATA")
     parser.add_argument("--burst", type=int, default=2, help="pen samples per accept/decode call (0 = whole sample)")
-    parser.add_argument("--endpoints", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
-                        help="where the device's endpoint rules cut a sample into lines (joined by a space): "
-                             "auto (default) for samples that may wrap over several written lines (kind text, "
-                             "or not said: InkML), not for one line, word or character; on (the bare flag) for "
-                             "all; off for none")
+    parser.add_argument("--endpoints", action=argparse.BooleanOptionalAction, default=None,
+                        help="cut every sample into lines by the device's endpoint rules (joined by a space); "
+                             "--no-endpoints: none. Default: only samples that may wrap over several written "
+                             "lines (kind text, or not said: InkML), not one line, word or character")
     parser.add_argument("--paragraphs", action="store_true",
                         help="instead: write each form's lines one after the other (IAM-OnDB npz) and report how "
                              "the endpoint rules cut them into lines")
@@ -55,7 +54,7 @@ def run(args) -> int:
             raise ValueError(f"--writers {args.writers!r} names no writer")
         res = evaluate(rec, args.data, burst=args.burst, limit=args.limit, forms=args.forms, split=args.split,
                        writers=writers, on_sample=show if args.verbose else None,
-                       endpoints={"auto": "auto", "on": True, "off": False}[args.endpoints])
+                       endpoints="auto" if args.endpoints is None else args.endpoints)
     except USER_ERRORS as exc:  # a bad model, data file or option: InkFormatError, ModelFileError
         return fail(PROG, exc)
     if not res["samples"]:  # a CER over nothing would read as a perfect score
@@ -65,7 +64,8 @@ def run(args) -> int:
     feed = "whole sample per call" if args.burst <= 0 else f"bursts of {args.burst} pen samples, decode after each"
     print(f"model {res['model']}  decoder {config.decoder.name}  feed: {feed}")
     print(f"samples {res['samples']}  chars {res['chars']}  words {res['words']}  pen samples {res['pen_samples']}")
-    print(f"lines: {res['samples_with_rules']} samples read with the endpoint rules (--endpoints {args.endpoints}), "
+    rules = {None: "by kind", True: "--endpoints", False: "--no-endpoints"}[args.endpoints]
+    print(f"lines: {res['samples_with_rules']} samples read with the endpoint rules ({rules}), "
           f"{res['samples_cut']} of them cut into several lines")
     print(f"CER {res['cer']:.4f}  WER {res['wer']:.4f}  (punctuation set apart on both sides: "
           f"CER {res['cer_apart']:.4f}  WER {res['wer_apart']:.4f})")
@@ -79,7 +79,7 @@ def run(args) -> int:
 
 def _run_paragraphs(args) -> int:
     unused = [flag for flag, value in (("--split", args.split), ("--writers", args.writers), ("--forms", args.forms),
-                                       ("--endpoints", args.endpoints != "auto")) if value]
+                                       ("--endpoints", args.endpoints is not None)) if value]
     if unused:
         return fail(PROG, f"{unused[0]} does not apply with --paragraphs (forms are whole files' writers)")
     try:
