@@ -365,17 +365,31 @@ class StreamingRecognizer:
     def recognize_lines(self, points, endpoint: Optional[EndpointConfig] = None,
                         burst: int = 0) -> list[RecognitionResult]:
         """Ink of any number of written lines: cut into lines by the endpoint rules (``endpoint``,
-        default the recognizer's) as a live stream is, each line recognised on a fresh stream
-        state. One final result per line that holds samples, in order; their ``num_samples`` add up to
+        default the recognizer's) as the live loop cuts a pen's (a new line started, a long pen-up
+        pause on the samples' clock, a full line), each line recognised on a fresh stream state.
+        One final result per line that holds samples, in order; their ``num_samples`` add up to
         ``len(points)``, and each alignment's sample and stroke indices count from the start of
         ``points`` (a character's ``frame`` stays its line's). ``burst`` feeds the samples that
-        many at a time with a decode after each, as a serial reader would (0 = all at once)."""
+        many at a time with a decode after each, as a serial reader would (0 = all at once); the
+        lines do not depend on it. ValueError (naming the sample) on malformed input."""
         points = np.asarray(points, dtype=np.float64)
+        if points.ndim == 1 and points.size == 4:
+            points = points[None, :]
+        if points.ndim != 2 or points.shape[1] != 4:
+            raise ValueError(f"recognize_lines expects (n, 4) x, y, t, pen_up_after; got shape {points.shape}")
+        bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+        if len(bad):
+            raise ValueError(f"recognize_lines: sample {int(bad[0])} has a non-finite value {points[bad[0]].tolist()}")
         stream = self.create_stream(endpoint)
+        long_pause = stream.endpoint.long_pause_s
         results: list[RecognitionResult] = []
         done = [0, 0]  # samples and strokes of the lines before the current one
 
-        def close_line():
+        def end_line():
+            # its last frames are flushed (as the live loop does) before the result is taken;
+            # reset() then feeds again the samples held back for the next line
+            stream.input_finished()
+            self.decode_stream(stream)
             res = self.get_result(stream)
             first, strokes = done
             if first or strokes:
@@ -385,23 +399,27 @@ class StreamingRecognizer:
             results.append(res)
             end = first + res.num_samples
             done[:] = end, strokes + int(np.count_nonzero(points[first:end, 3] > 0.5))
+            self.reset(stream)
+            self.decode_stream(stream)
 
+        # a long pen-up pause is noticed when the next sample comes, so a chunk is split there
+        t, up = points[:, 2], points[:, 3] > 0.5
+        pauses = set((np.flatnonzero(up[:-1] & (np.diff(t) >= long_pause)) + 1).tolist())
         step = len(points) if burst <= 0 else burst
         for start in range(0, len(points), max(step, 1)):
-            stream.accept_samples(points[start:start + step])
-            self.decode_stream(stream)
-            while self.is_endpoint(stream):  # a chunk may hold several line breaks
-                # the line is over: its last frames are flushed (as the live loop does), then the
-                # samples held back for the next line are fed again by reset()
-                stream.input_finished()
+            stop = min(start + step, len(points))
+            cuts = [start] + sorted(k for k in pauses if start < k < stop) + [stop]
+            for a, b in zip(cuts, cuts[1:]):
+                if self.is_endpoint(stream, now=float(t[a])):
+                    end_line()
+                stream.accept_samples(points[a:b])
                 self.decode_stream(stream)
-                close_line()
-                self.reset(stream)
-                self.decode_stream(stream)
+                while self.is_endpoint(stream):  # a chunk may hold several line breaks
+                    end_line()
         stream.input_finished()
         self.decode_stream(stream)
         if stream.samples:
-            close_line()
+            end_line()
         return results
 
 

@@ -420,6 +420,17 @@ def test_recognize_lines_reads_a_page_line_by_line_with_alignments_into_the_whol
         first, strokes = first + len(line), strokes + int((line[:, 3] > 0.5).sum())
     assert [(r.text, r.chars) for r in rec.recognize_lines(ink, EndpointConfig(), burst=2)] == [(r.text, r.chars) for r in page]
     one = rec.recognize_lines(lines[0], EndpointConfig())
+    # a pen-up pause longer than long_pause_s ends the line there, as in the live loop, whatever the bursts
+    ink = lines[0].copy()
+    lift = int(np.flatnonzero(ink[:, 3] > 0.5)[len(np.flatnonzero(ink[:, 3] > 0.5)) // 2])
+    ink[lift + 1:, 2] += 40.0
+    paused = [[(r.text, r.num_samples) for r in rec.recognize_lines(ink, EndpointConfig(), burst=b)] for b in (0, 2, 7)]
+    assert len(paused[0]) >= 2 and paused[0][0][1] == lift + 1 and paused[1] == paused[0] == paused[2]
+    assert sum(n for _, n in paused[0]) == len(ink)
+    assert len(rec.recognize_lines(ink, EndpointConfig(long_pause_s=60.0))) == 1
+    with pytest.raises(ValueError, match="sample 5"):
+        bad = ink.copy(); bad[5, 0] = np.nan
+        rec.recognize_lines(bad)
     assert len(one) == 1 and one[0].text == rec.recognize(lines[0]).text and one[0].chars == rec.recognize(lines[0]).chars
 
 
