@@ -148,7 +148,9 @@ def test_serve_runs_the_page_until_ctrl_c():
 
 
 def test_eval_paragraphs_over_nothing_or_with_filters_that_do_not_apply_is_refused():
-    for extra, message in ((["--limit", "0"], "no lines to write"), (["--split", "val"], "--split does not apply")):
+    for extra, message in ((["--limit", "0"], "no lines to write"), (["--split", "val"], "--split does not apply"),
+                           (["--no-endpoints"], "--no-endpoints does not apply"),
+                           (["--endpoints"], "--endpoints does not apply")):
         r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "eval", "tests/fixtures/runtime/unipen_lines.npz",
                             "--paragraphs", "--decoder", "greedy", *extra], cwd=REPO, capture_output=True, text=True,
                            timeout=60)

@@ -79,7 +79,8 @@ def run(args) -> int:
 
 def _run_paragraphs(args) -> int:
     unused = [flag for flag, value in (("--split", args.split), ("--writers", args.writers), ("--forms", args.forms),
-                                       ("--endpoints", args.endpoints is not None)) if value]
+                                       ("--endpoints" if args.endpoints else "--no-endpoints", args.endpoints is not None))
+              if value]
     if unused:
         return fail(PROG, f"{unused[0]} does not apply with --paragraphs (forms are whole files' writers)")
     try:
