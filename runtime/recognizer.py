@@ -79,6 +79,24 @@ class EndpointConfig:
             raise ValueError(f"EndpointConfig.max_line_samples must be >= 1, got {self.max_line_samples}")
 
 
+def sample_rows(points, caller: str) -> np.ndarray:
+    """``points`` as ``(n, 4)`` float64 rows ``x, y, t, pen_up_after`` (one sample may come as a
+    1-D row); ValueError naming ``caller`` for any other shape."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim == 1:
+        pts = pts[None, :]
+    if pts.ndim != 2 or pts.shape[1] != 4:
+        raise ValueError(f"{caller} expects (n, 4) x, y, t, pen_up_after; got shape {pts.shape}")
+    return pts
+
+
+def long_pause_starts(points: np.ndarray, pause: float) -> np.ndarray:
+    """Indices of the samples of ``(n, 4)`` ``points`` that follow a pen-up pause of at least
+    ``pause`` seconds. Such a pause ends a line only when the next sample comes, so a chunk of
+    samples that holds one is fed in parts cut there (the live loop, :meth:`StreamingRecognizer.recognize_lines`)."""
+    return np.flatnonzero((points[:-1, 3] > 0.5) & (np.diff(points[:, 2]) >= pause)) + 1
+
+
 # never ends a line: whole lines (recognize(), eval, bench), and the reader decides where lines end
 OFFLINE = EndpointConfig(pause_s=math.inf, long_pause_s=math.inf, line_break=False, max_line_samples=math.inf)
 
@@ -148,11 +166,7 @@ class InkStream:
         """
         if self.finished:
             raise RuntimeError("InkStream.accept_samples called after input_finished(); reset() the stream first")
-        pts = np.asarray(points, dtype=np.float64)
-        if pts.ndim == 1:
-            pts = pts[None, :]
-        if pts.ndim != 2 or pts.shape[1] != 4:
-            raise ValueError(f"accept_samples expects (n, 4) x, y, t, pen_up_after; got shape {pts.shape}")
+        pts = sample_rows(points, "accept_samples")
         if len(pts) == 0:
             return
         rows = pts.tolist()
@@ -372,39 +386,34 @@ class StreamingRecognizer:
         ``points`` (a character's ``frame`` stays its line's). ``burst`` feeds the samples that
         many at a time with a decode after each, as a serial reader would (0 = all at once); the
         lines do not depend on it. ValueError (naming the sample) on malformed input."""
-        points = np.asarray(points, dtype=np.float64)
-        if points.ndim == 1 and points.size == 4:
-            points = points[None, :]
-        if points.ndim != 2 or points.shape[1] != 4:
-            raise ValueError(f"recognize_lines expects (n, 4) x, y, t, pen_up_after; got shape {points.shape}")
+        points = sample_rows(points, "recognize_lines")
         bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
         if len(bad):
             raise ValueError(f"recognize_lines: sample {int(bad[0])} has a non-finite value {points[bad[0]].tolist()}")
         stream = self.create_stream(endpoint)
-        long_pause = stream.endpoint.long_pause_s
         results: list[RecognitionResult] = []
-        done = [0, 0]  # samples and strokes of the lines before the current one
+        first = 0  # the current line's first sample in `points`
+        strokes_before = np.concatenate(([0], np.cumsum(points[:, 3] > 0.5)))  # strokes ended before sample k
 
         def end_line():
+            nonlocal first
             # its last frames are flushed (as the live loop does) before the result is taken;
             # reset() then feeds again the samples held back for the next line
             stream.input_finished()
             self.decode_stream(stream)
             res = self.get_result(stream)
-            first, strokes = done
-            if first or strokes:
+            if first:
+                strokes = int(strokes_before[first])
                 chars = tuple(CharAlignment(c.char, c.frame, c.sample_start + first, c.sample_end + first,
                                             tuple(k + strokes for k in c.strokes)) for c in res.chars)
                 res = RecognitionResult(res.text, res.is_final, chars, res.num_samples, res.num_frames)
             results.append(res)
-            end = first + res.num_samples
-            done[:] = end, strokes + int(np.count_nonzero(points[first:end, 3] > 0.5))
+            first += res.num_samples
             self.reset(stream)
             self.decode_stream(stream)
 
-        # a long pen-up pause is noticed when the next sample comes, so a chunk is split there
-        t, up = points[:, 2], points[:, 3] > 0.5
-        pauses = set((np.flatnonzero(up[:-1] & (np.diff(t) >= long_pause)) + 1).tolist())
+        t = points[:, 2]
+        pauses = set(long_pause_starts(points, stream.endpoint.long_pause_s).tolist())
         step = len(points) if burst <= 0 else burst
         for start in range(0, len(points), max(step, 1)):
             stop = min(start + step, len(points))

@@ -35,7 +35,7 @@ import numpy as np
 from firmware_bridge.reader import DISCONNECTED, STALLED, STOPPED, ReaderEvent
 from firmware_bridge.samples import ErrorCounters, PenSample, StrokeRowAssembler
 from firmware_bridge.sources import PenSource
-from runtime.recognizer import RecognitionResult, StreamingRecognizer
+from runtime.recognizer import RecognitionResult, StreamingRecognizer, long_pause_starts
 
 __all__ = ["LiveRecognition", "serial_error_count", "error_counts"]
 
@@ -203,8 +203,7 @@ class LiveRecognition:
         # A burst may hold a whole long pause (a file replayed at once, a host that fell behind): cut
         # it at every stroke start that follows one, so lines end as they would live.
         pause = self.stream.endpoint.long_pause_s  # the stream's own rules
-        cuts = [i for i in range(1, len(rows)) if rows[i - 1, 3] > 0.5 and rows[i, 2] - rows[i - 1, 2] >= pause]
-        for chunk in np.split(rows, cuts):
+        for chunk in np.split(rows, long_pause_starts(rows, pause)):
             stream = self.stream
             if self.recognizer.is_endpoint(stream, now=float(chunk[0, 2])):
                 self.finish()
