@@ -272,15 +272,18 @@ class CtcPrefixBeamDecoder:
             hyp.fixed = hyp.lm + self.insertion_bonus * len(prefix) + self._owed(hyp, state)
         return hyp.fixed
 
-    def _owed(self, hyp, state) -> float:
-        """What the final result adds to ``hyp``'s beam score: the lexicon bonus of an unfinished
-        last word found in the lexicon."""
+    def _lexicon_bonus_of(self, hyp) -> float:
+        """The lexicon bonus that ``hyp``'s current word earns when it ends (0 if it is no lexicon word)."""
         return self.lexicon_bonus if hyp.word and hyp.word in self.lexicon else 0.0
+
+    def _owed(self, hyp, state) -> float:
+        """What the final result adds to ``hyp``'s beam score: the bonus of an unfinished last word."""
+        return self._lexicon_bonus_of(hyp)
 
     def _prune_gain(self, hyp, state) -> float:
         """The most the LM terms can add to an extension of ``hyp`` beyond its parent's score and
-        the character's own log-probability (the lexicon bonus of a completed word)."""
-        return self.lexicon_bonus if hyp.word and hyp.word in self.lexicon else 0.0
+        the character's own log-probability: the bonus of the word the extension may complete."""
+        return self._lexicon_bonus_of(hyp)
 
     def _run_gains(self, state) -> list:
         """Per alphabet id, the most the LM terms can add to an extension by that character when
