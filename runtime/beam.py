@@ -111,6 +111,7 @@ class BeamState:
     beams: dict = field(default_factory=dict)  # prefix (tuple of ids) -> _Hypothesis
     frames: int = 0
     best: Optional[tuple] = None  # (text, emissions tuple) of the last result(), until frames arrive
+    final: Optional[tuple] = None  # the same for final_result()
 
 
 class CtcPrefixBeamDecoder:
@@ -134,7 +135,13 @@ class CtcPrefixBeamDecoder:
       The LMs know words, not lone characters, and pull a lone "1" to "I" or a "0" to "o":
       on UNIPEN chars ``val`` (every 4th sample, stage-8 model) the word decoder's CER is 35.0 %
       at 1 (no re-choice), 29.7 % at 0, 30.5 % at 0.25, where UNIPEN words ``val`` (277 of its
-      2,931 words are one character) also gains a little (25.86 -> 25.83 % WER; 26.13 % at 0).
+      2,931 words are one character) also gains a little (25.86 -> 25.83 % WER; 26.13 % at 0);
+    * ``line_lm_weight`` scale of the line LM (:mod:`runtime.neural_lm`) in :meth:`final_result`:
+      when a line has ended, its ``line_lm_nbest`` best readings, of those at most
+      ``line_lm_margin`` below the best score, are rescored with this weight times the line LM's
+      log-probability (0, this decoder's default, turns it off and loads nothing);
+      ``line_lm_path`` the ONNX file (default: the shipped ``runtime/models/linelm.onnx``), or
+      ``line_lm`` a loaded :class:`runtime.neural_lm.NeuralLineLM` to share.
     """
 
     name = "beam"
@@ -143,7 +150,8 @@ class CtcPrefixBeamDecoder:
                  insertion_bonus: float = 1.0, lm_path=None, lexicon=None, lexicon_bonus: float = 2.0,
                  char_threshold: float = -7.0, max_chars_per_frame: int = 6, prune_beam: float = 8.0,
                  empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
-                 lm: Optional[CharLanguageModel] = None):
+                 lm: Optional[CharLanguageModel] = None, line_lm_weight: float = 0.0, line_lm_nbest: int = 8,
+                 line_lm_margin: float = 4.0, line_lm_path=None, line_lm=None):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if lm_weight < 0:
@@ -183,6 +191,21 @@ class CtcPrefixBeamDecoder:
         # are bounded by `_run_gains`
         self._ends_word = [not w for w in self._word_char]
         self._no_gains = [0.0] * (len(chars) + 1)
+        self._init_line_lm(line_lm_weight, line_lm_nbest, line_lm_margin, line_lm_path, line_lm)
+
+    def _init_line_lm(self, weight: float, nbest: int, margin: float, path, line_lm) -> None:
+        if not weight >= 0:
+            raise ValueError(f"line_lm_weight must be >= 0, got {weight}")
+        if nbest < 1:
+            raise ValueError(f"line_lm_nbest must be >= 1, got {nbest}")
+        if not margin > 0:
+            raise ValueError(f"line_lm_margin must be > 0, got {margin}")
+        self.line_lm_weight, self.line_lm_nbest, self.line_lm_margin = float(weight), int(nbest), float(margin)
+        if line_lm is None and weight > 0:
+            from runtime.neural_lm import NeuralLineLM
+
+            line_lm = NeuralLineLM(path)
+        self.line_lm = line_lm if weight > 0 else None
 
     # ---- interface ---------------------------------------------------------------------------
     def new_state(self) -> BeamState:
@@ -196,7 +219,7 @@ class CtcPrefixBeamDecoder:
             return
         if lp.shape[1] != self.alphabet.size:  # checked first: _step updates the beam in place
             raise ValueError(f"log-probabilities have {lp.shape[1]} classes, the alphabet {self.alphabet.size}")
-        state.best = None
+        state.best = state.final = None
         # candidate extensions: the characters at or above char_threshold, the likeliest
         # max_chars_per_frame of them, tried in id order
         above = lp >= self.char_threshold
@@ -238,6 +261,36 @@ class CtcPrefixBeamDecoder:
                 prefix, hyp = self._single_char(state)
             state.best = (self.alphabet.decode(prefix), tuple(_emission_list(hyp.emissions)))
         return state.best[0], list(state.best[1])
+
+    def nbest(self, state: BeamState, n: int) -> list:
+        """The ``n`` best readings by the score :meth:`result` ranks them by, best first:
+        ``[(score, text, emissions), ...]``."""
+        scored = []
+        for p, h in state.beams.items():
+            score = self._final_score(p, h, state) + (0.0 if p else self.empty_penalty)
+            if score != _NEG_INF:
+                scored.append((score, p, h))
+        top = heapq.nlargest(n, scored, key=lambda item: item[0])
+        return [(score, self.alphabet.decode(p), _emission_list(h.emissions)) for score, p, h in top]
+
+    def final_result(self, state: BeamState):
+        """``(text, emissions)`` of a line that has ended: :meth:`result`, or with a line LM the
+        best of the ``line_lm_nbest`` best readings within ``line_lm_margin`` of the best score once
+        each has gained ``line_lm_weight`` times its line-LM log-probability (the LM runs once per
+        line, so the margin is what bounds its cost). A one-character reading is left to the
+        single-character rule."""
+        if self.line_lm is None:
+            return self.result(state)
+        if state.final is None:
+            text, emissions = self.result(state)
+            if len(text) > 1:
+                cands = self.nbest(state, self.line_lm_nbest)
+                cands = [c for c in cands if c[0] >= cands[0][0] - self.line_lm_margin]
+                lm = self.line_lm.log_prob([t for _, t, _ in cands])
+                k = int(np.argmax([score + self.line_lm_weight * v for (score, _, _), v in zip(cands, lm)]))
+                text, emissions = cands[k][1], cands[k][2]
+            state.final = (text, tuple(emissions))
+        return state.final[0], list(state.final[1])
 
     def _single_char(self, state: BeamState):
         """The one-character hypothesis with the best score when the LM terms count at

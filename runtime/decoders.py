@@ -8,6 +8,8 @@ and kept by the stream. Every decoder offers:
 * ``accept(state, log_probs)``: ``(T, C)`` log-probabilities of the next T frames
 * ``result(state) -> (text, emissions)`` where ``emissions`` lists, per character of ``text``,
   the global frame index at which CTC emitted it (the alignment used to map text back to ink)
+* ``final_result(state)``: the same once the line has ended and no frame will follow; a beam
+  decoder with a line LM rescores its best readings there (:mod:`runtime.neural_lm`)
 """
 from __future__ import annotations
 
@@ -77,6 +79,9 @@ class CtcGreedyDecoder:
         t, c = np.unravel_index(int(np.argmax(gain)), gain.shape)
         if state.fallback is None or gain[t, c] > state.fallback[0]:
             state.fallback = (float(gain[t, c]), int(c), first_frame + int(t))
+
+    def final_result(self, state: GreedyState):
+        return self.result(state)
 
     def result(self, state: GreedyState):
         if state.text is None:

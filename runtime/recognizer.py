@@ -311,8 +311,9 @@ class StreamingRecognizer:
 
     # ---- results --------------------------------------------------------------------------
     def get_result(self, stream: InkStream) -> RecognitionResult:
-        text, emissions = self.decoder.result(stream.decoder_state)
         final = stream.finished and not len(stream.pending)
+        # a line that has ended gets the decoder's second pass (the line LM), once
+        text, emissions = (self.decoder.final_result if final else self.decoder.result)(stream.decoder_state)
         return RecognitionResult(text, final, self._align(stream, text, emissions), stream.samples,
                                  stream.frames_decoded)
 

@@ -227,11 +227,14 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                  prune_beam: float = 20.0, empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
                  case_weight: float = 0.3, case_priors: CasePriors = TEXT_CASE_PRIORS,
                  line_end_hyphen: Optional[float] = LINE_END_HYPHEN, lm=None,
-                 word_lm: Optional[WordLanguageModel] = None):
+                 word_lm: Optional[WordLanguageModel] = None, line_lm_weight: float = 0.0, line_lm_nbest: int = 8,
+                 line_lm_margin: float = 4.0, line_lm_path=None, line_lm=None):
         super().__init__(alphabet, beam_width=beam_width, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
                          lm_path=lm_path, char_threshold=char_threshold, max_chars_per_frame=max_chars_per_frame,
                          prune_beam=prune_beam, empty_penalty=empty_penalty,
-                         single_char_lm_scale=single_char_lm_scale, lm=lm)
+                         single_char_lm_scale=single_char_lm_scale, lm=lm, line_lm_weight=line_lm_weight,
+                         line_lm_nbest=line_lm_nbest, line_lm_margin=line_lm_margin, line_lm_path=line_lm_path,
+                         line_lm=line_lm)
         if word_weight < 0:
             raise ValueError(f"word_weight must be >= 0, got {word_weight}")
         if oov_penalty > 0:

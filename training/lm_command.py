@@ -3,7 +3,9 @@
 * ``inkstream lm words``: the word trigram (modified Kneser-Ney, ARPA) from running text
   (:mod:`training.word_lm`);
 * ``inkstream lm chars``: the character n-gram model from wordfreq's word frequencies
-  (:mod:`runtime.lm`).
+  (:mod:`runtime.lm`);
+* ``inkstream lm neural``: the character LSTM that rescores a line's final readings
+  (:mod:`training.neural_lm`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-from training import word_lm
+from training import neural_lm, word_lm
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,11 +30,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     chars.add_argument("--tokens", type=float, default=1e7, help="size of the imagined text the counts come from")
     chars.add_argument("--min-history-count", type=float, default=10.0)
     chars.add_argument("--lang", default="en")
+    neural = sub.add_parser("neural", help="the line LSTM LM that rescores the word decoder's final readings",
+                            description=neural_lm.__doc__.split("\n\n")[0])
+    neural_lm.configure(neural)
 
 
 def run(args) -> int:
     if args.lm_kind == "words":
         return word_lm.run(args)
+    if args.lm_kind == "neural":
+        return neural_lm.run(args)
     from runtime.lm import build_char_lm, save_lm, word_counts_from_wordfreq
 
     counts = word_counts_from_wordfreq(args.words, args.lang, args.tokens)
