@@ -151,7 +151,7 @@ class CtcPrefixBeamDecoder:
                  char_threshold: float = -7.0, max_chars_per_frame: int = 6, prune_beam: float = 8.0,
                  empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
                  lm: Optional[CharLanguageModel] = None, line_lm_weight: float = 0.0, line_lm_nbest: int = 8,
-                 line_lm_margin: float = 4.0, line_lm_path=None, line_lm=None):
+                 line_lm_margin: float = 2.0, line_lm_path=None, line_lm=None):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if lm_weight < 0:

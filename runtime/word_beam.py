@@ -210,6 +210,11 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
       fragment keeps its character-LM score, the hyphen costs this prior), and the difference
       when the next character, or the end of the line, tells which.
 
+    The second pass (the base class's ``line_lm_*`` options) is on here: ``line_lm_weight`` 0.2,
+    ``line_lm_nbest`` 8, ``line_lm_margin`` 2, chosen on the validation sets
+    (runtime/models/linelm.md): when a line ends, :meth:`final_result` rescores its best readings
+    with the shipped line LM.
+
     ``empty_penalty`` (the base class's, default -10): on UNIPEN chars ``val`` (every 4th of its
     isolated characters) the empty reading won 709 of 1,993 times without it (CER 48.9 %), 120
     times at -5, never from -8 on (CER 34.3 %); IAM-OnDB ``val`` lines did not change.
@@ -227,8 +232,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                  prune_beam: float = 20.0, empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
                  case_weight: float = 0.3, case_priors: CasePriors = TEXT_CASE_PRIORS,
                  line_end_hyphen: Optional[float] = LINE_END_HYPHEN, lm=None,
-                 word_lm: Optional[WordLanguageModel] = None, line_lm_weight: float = 0.0, line_lm_nbest: int = 8,
-                 line_lm_margin: float = 4.0, line_lm_path=None, line_lm=None):
+                 word_lm: Optional[WordLanguageModel] = None, line_lm_weight: float = 0.2, line_lm_nbest: int = 8,
+                 line_lm_margin: float = 2.0, line_lm_path=None, line_lm=None):
         super().__init__(alphabet, beam_width=beam_width, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
                          lm_path=lm_path, char_threshold=char_threshold, max_chars_per_frame=max_chars_per_frame,
                          prune_beam=prune_beam, empty_penalty=empty_penalty,

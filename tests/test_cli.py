@@ -71,6 +71,12 @@ def test_config_from_flags_builds_the_recognizer_it_names():
     assert rec.decoder.beam_width == 3 and rec.endpoint.pause_s == 0.7
     with pytest.raises(ValueError, match="--beam-width only applies to --decoder beam"):
         config_from_args(parser.parse_args(["--decoder", "greedy", "--beam-width", "3"]))
+    # the second pass: on by default with the word decoder, off with --line-lm-weight 0
+    assert config_from_args(parser.parse_args([])).build_recognizer().decoder.line_lm is not None
+    off = config_from_args(parser.parse_args(["--line-lm-weight", "0", "--line-lm-nbest", "4"])).build_recognizer()
+    assert off.decoder.line_lm is None and off.decoder.line_lm_nbest == 4
+    with pytest.raises(ValueError, match="--line-lm-margin only applies to --decoder beam"):
+        config_from_args(parser.parse_args(["--decoder", "greedy", "--line-lm-margin", "3"]))
     with pytest.raises(ValueError, match="--pause must be > 0"):
         config_from_args(parser.parse_args(["--pause", "0"]))
 

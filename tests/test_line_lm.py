@@ -119,3 +119,34 @@ def test_bad_line_lms_and_options_are_refused(tmp_path, tiny_line_lm):
     text.write_text("the cat sat.\n")
     refused = _lm_command("--text", text, "--out", tmp_path / "x.onnx", timeout=120)
     assert refused.returncode == 2 and "refusing IAM-OnDB text" in refused.stderr
+
+
+@pytest.mark.skipif(not DEFAULT_NEURAL_LM.exists(), reason="the shipped line LM is not built")
+def test_the_default_recognizer_shows_the_first_pass_while_writing_and_the_second_at_the_end():
+    """Real ink (a UNIPEN writer the model never saw), the shipped int8 model and LMs: the first
+    pass reads "me basement seems to be ok."; the line LM, once the line has ended, makes it
+    "The basement ..."; while the pen moves the first pass is shown."""
+    from runtime.recognizer import StreamingRecognizer
+
+    d = np.load(ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz")
+    i = list(d["texts"]).index("The basement seems to be O.K .")
+    pts = d["points"][d["offsets"][i]:d["offsets"][i + 1]]
+    first_pass = StreamingRecognizer(decoder_options={"line_lm_weight": 0})
+    assert first_pass.decoder.line_lm is None
+    assert first_pass.recognize(pts).text == "me basement seems to be ok."
+    rec = StreamingRecognizer()
+    assert isinstance(rec.decoder.line_lm, NeuralLineLM)
+    s = rec.create_stream()
+    for a in range(0, len(pts), 7):
+        s.accept_samples(pts[a:a + 7])
+        rec.decode_stream(s)
+        partial = rec.get_result(s)
+        assert not partial.is_final
+    assert partial.text.startswith("me basement")
+    s.input_finished()
+    rec.decode_stream(s)
+    final = rec.get_result(s)
+    assert final.is_final and final.text == "The basement seems to be ok."
+    assert [a.char for a in final.chars] == list(final.text)  # the stroke alignment follows the new text
+    assert all(a.strokes for a in final.chars if a.char != " ")
+    assert rec.recognize(pts).text == final.text
