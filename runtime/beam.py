@@ -33,6 +33,9 @@ from runtime.alphabet import Alphabet
 from runtime.lm import CharLanguageModel, load_lexicon
 
 _NEG_INF = float("-inf")
+# the second pass skips longer readings: the line LM was trained on 128-character windows, and its
+# cost grows with the length (a whole page read offline as one line)
+LINE_LM_MAX_CHARS = 1000
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -139,7 +142,9 @@ class CtcPrefixBeamDecoder:
     * ``line_lm_weight`` scale of the line LM (:mod:`runtime.neural_lm`) in :meth:`final_result`:
       when a line has ended, its ``line_lm_nbest`` best readings, of those at most
       ``line_lm_margin`` below the best score, are rescored with this weight times the line LM's
-      log-probability (0, this decoder's default, turns it off and loads nothing);
+      log-probability plus ``line_lm_char_bonus`` per character (the LM has no end of line, so
+      without it every character costs and shorter readings gain) (0, this decoder's default,
+      turns it off and loads nothing);
       ``line_lm_path`` the ONNX file (default: the shipped ``runtime/models/linelm.onnx``), or
       ``line_lm`` a loaded :class:`runtime.neural_lm.NeuralLineLM` to share.
     """
@@ -151,7 +156,7 @@ class CtcPrefixBeamDecoder:
                  char_threshold: float = -7.0, max_chars_per_frame: int = 6, prune_beam: float = 8.0,
                  empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
                  lm: Optional[CharLanguageModel] = None, line_lm_weight: float = 0.0, line_lm_nbest: int = 8,
-                 line_lm_margin: float = 2.0, line_lm_path=None, line_lm=None):
+                 line_lm_margin: float = 2.0, line_lm_char_bonus: float = 1.5, line_lm_path=None, line_lm=None):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if lm_weight < 0:
@@ -191,16 +196,22 @@ class CtcPrefixBeamDecoder:
         # are bounded by `_run_gains`
         self._ends_word = [not w for w in self._word_char]
         self._no_gains = [0.0] * (len(chars) + 1)
-        self._init_line_lm(line_lm_weight, line_lm_nbest, line_lm_margin, line_lm_path, line_lm)
+        self._init_line_lm(line_lm_weight, line_lm_nbest, line_lm_margin, line_lm_char_bonus, line_lm_path, line_lm)
 
-    def _init_line_lm(self, weight: float, nbest: int, margin: float, path, line_lm) -> None:
-        if not weight >= 0:
-            raise ValueError(f"line_lm_weight must be >= 0, got {weight}")
+    def _init_line_lm(self, weight: float, nbest: int, margin: float, char_bonus: float, path, line_lm) -> None:
+        if not 0 <= weight < math.inf:
+            raise ValueError(f"line_lm_weight must be >= 0 and finite, got {weight}")
         if nbest < 1:
             raise ValueError(f"line_lm_nbest must be >= 1, got {nbest}")
-        if not margin > 0:
-            raise ValueError(f"line_lm_margin must be > 0, got {margin}")
+        if not 0 < margin < math.inf:
+            raise ValueError(f"line_lm_margin must be > 0 and finite, got {margin}")
+        if not 0 <= char_bonus < math.inf:
+            raise ValueError(f"line_lm_char_bonus must be >= 0 and finite, got {char_bonus}")
+        if weight == 0 and (path is not None or line_lm is not None):
+            raise ValueError("a line LM was given but line_lm_weight is 0: give the weight too (0.3 is the "
+                             "word decoder's)")
         self.line_lm_weight, self.line_lm_nbest, self.line_lm_margin = float(weight), int(nbest), float(margin)
+        self.line_lm_char_bonus = float(char_bonus)
         if line_lm is None and weight > 0:
             from runtime.neural_lm import NeuralLineLM
 
@@ -276,19 +287,24 @@ class CtcPrefixBeamDecoder:
     def final_result(self, state: BeamState):
         """``(text, emissions)`` of a line that has ended: :meth:`result`, or with a line LM the
         best of the ``line_lm_nbest`` best readings within ``line_lm_margin`` of the best score once
-        each has gained ``line_lm_weight`` times its line-LM log-probability (the LM runs once per
-        line, so the margin is what bounds its cost). A one-character reading is left to the
-        single-character rule."""
+        each has gained ``line_lm_weight`` times its line-LM score (the LM runs once per line, so
+        the margin is what bounds its cost). The empty reading is never a candidate; when a
+        one-character reading wins, the single-character rule chooses which character (as in
+        :meth:`result`). A reading longer than :data:`LINE_LM_MAX_CHARS` keeps the first pass."""
         if self.line_lm is None:
             return self.result(state)
         if state.final is None:
             text, emissions = self.result(state)
-            if len(text) > 1:
-                cands = self.nbest(state, self.line_lm_nbest)
-                cands = [c for c in cands if c[0] >= cands[0][0] - self.line_lm_margin]
-                lm = self.line_lm.log_prob([t for _, t, _ in cands])
-                k = int(np.argmax([score + self.line_lm_weight * v for (score, _, _), v in zip(cands, lm)]))
-                text, emissions = cands[k][1], cands[k][2]
+            if 1 < len(text) <= LINE_LM_MAX_CHARS:
+                ranked = self.nbest(state, self.line_lm_nbest)
+                cands = [c for c in ranked if c[0] >= ranked[0][0] - self.line_lm_margin and c[1].strip()]
+                if cands:
+                    lm = self.line_lm.log_prob([t for _, t, _ in cands], self.line_lm_char_bonus)
+                    k = int(np.argmax([score + self.line_lm_weight * v for (score, _, _), v in zip(cands, lm)]))
+                    text, emissions = cands[k][1], cands[k][2]
+                    if len(text) == 1 and self.single_char_lm_scale != 1.0:
+                        prefix, hyp = self._single_char(state)
+                        text, emissions = self.alphabet.decode(prefix), _emission_list(hyp.emissions)
             state.final = (text, tuple(emissions))
         return state.final[0], list(state.final[1])
 

@@ -4,7 +4,8 @@ The decoders' n-gram LMs look a few characters (:mod:`runtime.lm`) or two words
 (:mod:`runtime.word_lm`) back, and that is what they can afford at every frame. When a line
 ends, the word decoder's final beam holds many complete readings, and a better one is often among
 them (docs/model_card.md, "N-best oracle"). This model reads each of the best few from the line
-start and adds ``weight`` times its log-probability to the reading's decoder score (second-pass
+start, and the reading's decoder score gains ``weight`` times that log-probability plus a bonus
+per character, since the LM has no end of line and every character costs it (second-pass
 rescoring, as speech recognizers do with a neural LM). It runs through onnxruntime, numpy only.
 
 The model is trained by ``inkstream lm neural`` (:mod:`training.neural_lm`). Its symbols are the
@@ -77,8 +78,9 @@ class NeuralLineLM:
             raise ValueError(f"{self.path} is not an inkstream line LM (metadata kind 'inkstream-char-lm', "
                              f"input 'ids', output 'log_probs' over {VOCAB_SIZE} symbols)")
 
-    def log_prob(self, texts) -> np.ndarray:
-        """Natural-log probability of each text as a line (0.0 for an empty one), in one batched call."""
+    def log_prob(self, texts, char_bonus: float = 0.0) -> np.ndarray:
+        """Natural-log probability of each text as a line (0.0 for an empty one), in one batched
+        call, plus ``char_bonus`` per character the LM reads (after :func:`lm_text`)."""
         norm = [lm_text(t) for t in texts]
         unique = sorted(set(n for n in norm if n))
         scores = {"": 0.0}
@@ -93,4 +95,4 @@ class NeuralLineLM:
             mask = np.arange(width)[None, :] < np.array([len(u) for u in unique])[:, None]
             for u, s in zip(unique, (picked * mask).sum(axis=1)):
                 scores[u] = float(s)
-        return np.array([scores[n] for n in norm])
+        return np.array([scores[n] + char_bonus * len(n) for n in norm])

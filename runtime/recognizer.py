@@ -15,7 +15,7 @@ Typical use::
         rec.decode_stream(s)
     print(rec.get_result(s).text)
     if rec.is_endpoint(s):                      # pen-up pause, end of line, or input finished
-        line = rec.get_result(s); rec.reset(s)
+        line = rec.end_line(s)                  # final (second pass); the next line starts
 
 Cost per pen sample is constant: features are incremental, the LSTM state is carried, and all
 frames that have arrived run in one onnxruntime call (one call per frame for a model that
@@ -365,6 +365,16 @@ class StreamingRecognizer:
         stream._clear()
         if held is not None and len(held):
             stream.accept_samples(held)  # validated when they arrived: cannot raise
+
+    def end_line(self, stream: InkStream) -> RecognitionResult:
+        """End ``stream``'s current line: flush its last frames, decode them, take its final
+        result (with the decoder's second pass) and start the next line, as :meth:`reset` does.
+        What to call when :meth:`is_endpoint` says the line is over."""
+        stream.input_finished()
+        self.decode_stream(stream)
+        result = self.get_result(stream)
+        self.reset(stream)
+        return result
 
     # ---- offline convenience ------------------------------------------------------------------
     def recognize(self, points) -> RecognitionResult:

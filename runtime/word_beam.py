@@ -210,8 +210,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
       fragment keeps its character-LM score, the hyphen costs this prior), and the difference
       when the next character, or the end of the line, tells which.
 
-    The second pass (the base class's ``line_lm_*`` options) is on here: ``line_lm_weight`` 0.2,
-    ``line_lm_nbest`` 8, ``line_lm_margin`` 2, chosen on the validation sets
+    The second pass (the base class's ``line_lm_*`` options) is on here: ``line_lm_weight`` 0.3,
+    ``line_lm_nbest`` 8, ``line_lm_margin`` 2, ``line_lm_char_bonus`` 1.5, chosen on the validation sets
     (runtime/models/linelm.md): when a line ends, :meth:`final_result` rescores its best readings
     with the shipped line LM.
 
@@ -232,14 +232,14 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                  prune_beam: float = 20.0, empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
                  case_weight: float = 0.3, case_priors: CasePriors = TEXT_CASE_PRIORS,
                  line_end_hyphen: Optional[float] = LINE_END_HYPHEN, lm=None,
-                 word_lm: Optional[WordLanguageModel] = None, line_lm_weight: float = 0.2, line_lm_nbest: int = 8,
-                 line_lm_margin: float = 2.0, line_lm_path=None, line_lm=None):
+                 word_lm: Optional[WordLanguageModel] = None, line_lm_weight: float = 0.3, line_lm_nbest: int = 8,
+                 line_lm_margin: float = 2.0, line_lm_char_bonus: float = 1.5, line_lm_path=None, line_lm=None):
         super().__init__(alphabet, beam_width=beam_width, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
                          lm_path=lm_path, char_threshold=char_threshold, max_chars_per_frame=max_chars_per_frame,
                          prune_beam=prune_beam, empty_penalty=empty_penalty,
                          single_char_lm_scale=single_char_lm_scale, lm=lm, line_lm_weight=line_lm_weight,
-                         line_lm_nbest=line_lm_nbest, line_lm_margin=line_lm_margin, line_lm_path=line_lm_path,
-                         line_lm=line_lm)
+                         line_lm_nbest=line_lm_nbest, line_lm_margin=line_lm_margin,
+                         line_lm_char_bonus=line_lm_char_bonus, line_lm_path=line_lm_path, line_lm=line_lm)
         if word_weight < 0:
             raise ValueError(f"word_weight must be >= 0, got {word_weight}")
         if oov_penalty > 0:

@@ -29,6 +29,11 @@ def test_no_command_prints_help_and_fails():
     (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--writers", "nobody"], "no writer named 'nobody'"),
     (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--writers", ","], "names no writer"),
     (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--limit", "0"], "no samples to evaluate"),
+    (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--line-lm", "no/such/lm.onnx"],
+     "line LM no/such/lm.onnx does not exist (build it with `inkstream lm neural`)"),
+    (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--line-lm", "README.md"], "not a readable ONNX file"),
+    (["eval", "tests/fixtures/runtime/unipen_lines.npz", "--decoder", "beam", "--line-lm", "README.md"],
+     "line_lm_weight is 0"),
 ])
 def test_eval_names_a_bad_input_in_one_line_without_a_traceback(args, message):
     r = subprocess.run([sys.executable, "-m", "runtime.app.cli", *args], cwd=REPO, capture_output=True, text=True,

@@ -68,7 +68,7 @@ def test_the_second_pass_rescores_the_final_readings_only(tiny_line_lm):
     lp = _peaked(alphabet, "the cot sat", frames_per_char=1, confusions={5: ("a", 0.45)}, seed=1)
     plain = CtcPrefixBeamDecoder(alphabet, beam_width=16, lm=char_lm, lm_weight=0.0)
     rescoring = CtcPrefixBeamDecoder(alphabet, beam_width=16, lm=char_lm, lm_weight=0.0, line_lm_weight=1.0,
-                                     line_lm=NeuralLineLM(tiny_line_lm))
+                                     line_lm_char_bonus=0.0, line_lm=NeuralLineLM(tiny_line_lm))
     for dec in (plain, rescoring):
         state = dec.new_state()
         dec.accept(state, lp)
@@ -83,14 +83,31 @@ def test_the_second_pass_rescores_the_final_readings_only(tiny_line_lm):
     assert rescoring.result(state)[0] == "the cot sat"  # the partial result is the first pass
     text, emissions = rescoring.final_result(state)
     assert text == "the cat sat"
+    assert len(emissions) == len(text) and emissions == sorted(emissions)
+    assert rescoring.final_result(state) == (text, emissions)  # kept until frames arrive
     # a reading further below the best than line_lm_margin is not rescored
     narrow = CtcPrefixBeamDecoder(alphabet, beam_width=16, lm=char_lm, lm_weight=0.0, line_lm_weight=1.0,
                                   line_lm_margin=0.01, line_lm=rescoring.line_lm)
     state2 = narrow.new_state()
     narrow.accept(state2, lp)
     assert narrow.final_result(state2)[0] == "the cot sat"
-    assert len(emissions) == len(text) and emissions == sorted(emissions)
-    assert rescoring.final_result(state) == (text, emissions)  # kept until frames arrive
+
+
+def test_a_reading_longer_than_the_cap_keeps_the_first_pass(tiny_line_lm, monkeypatch):
+    import runtime.beam
+    from tests.test_word_decoder import _peaked
+
+    alphabet = Alphabet()
+    lp = _peaked(alphabet, "the cot sat", frames_per_char=1, confusions={5: ("a", 0.45)}, seed=1)
+    dec = CtcPrefixBeamDecoder(alphabet, beam_width=16, lm=CharLanguageModel(), lm_weight=0.0, line_lm_weight=1.0,
+                               line_lm=NeuralLineLM(tiny_line_lm))
+    state = dec.new_state()
+    dec.accept(state, lp)
+    assert dec.final_result(state)[0] == "the cat sat"
+    monkeypatch.setattr(runtime.beam, "LINE_LM_MAX_CHARS", 10)  # "the cot sat" has 11
+    state = dec.new_state()
+    dec.accept(state, lp)
+    assert dec.final_result(state)[0] == "the cot sat"
 
 
 def test_bad_line_lms_and_options_are_refused(tmp_path, tiny_line_lm):
@@ -110,6 +127,13 @@ def test_bad_line_lms_and_options_are_refused(tmp_path, tiny_line_lm):
     with pytest.raises(ValueError, match="line_lm_nbest"):
         CtcPrefixBeamDecoder(alphabet, lm_weight=0, line_lm_weight=1, line_lm_nbest=0,
                              line_lm=NeuralLineLM(tiny_line_lm))
+    with pytest.raises(ValueError, match="line_lm_weight must be >= 0 and finite"):
+        CtcPrefixBeamDecoder(alphabet, lm_weight=0, line_lm_weight=float("inf"))
+    with pytest.raises(ValueError, match="line_lm_char_bonus"):
+        CtcPrefixBeamDecoder(alphabet, lm_weight=0, line_lm_weight=1, line_lm_char_bonus=-1,
+                             line_lm=NeuralLineLM(tiny_line_lm))
+    with pytest.raises(ValueError, match="line_lm_weight is 0"):  # a file that would be ignored
+        CtcPrefixBeamDecoder(alphabet, lm_weight=0, line_lm_path=tiny_line_lm)
     with pytest.raises(ValueError, match="line_lm_margin"):
         CtcPrefixBeamDecoder(alphabet, lm_weight=0, line_lm_weight=1, line_lm_margin=0,
                              line_lm=NeuralLineLM(tiny_line_lm))
@@ -143,10 +167,9 @@ def test_the_default_recognizer_shows_the_first_pass_while_writing_and_the_secon
         partial = rec.get_result(s)
         assert not partial.is_final
     assert partial.text.startswith("me basement")
-    s.input_finished()
-    rec.decode_stream(s)
-    final = rec.get_result(s)
+    final = rec.end_line(s)  # flush, decode, the final result, and a fresh line
     assert final.is_final and final.text == "The basement seems to be ok."
+    assert s.samples == 0 and rec.get_result(s).text == ""
     assert [a.char for a in final.chars] == list(final.text)  # the stroke alignment follows the new text
     assert all(a.strokes for a in final.chars if a.char != " ")
     assert rec.recognize(pts).text == final.text

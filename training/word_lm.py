@@ -39,6 +39,12 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "runtime" / "models" / "w
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 
+def names_iam_ondb(path) -> bool:
+    """True for a path that names IAM-OnDB (``iamondb``, ``IAM-OnDB``, ``iam_ondb``...): its text is
+    the evaluation data, and no LM is built from it."""
+    return re.search(r"iam[-_ ]?on[-_ ]?db", str(path).lower()) is not None
+
+
 def read_sentences(paths) -> list:
     """Unit lists of every non-empty line of the text files (gzip or plain)."""
     out = []
@@ -266,7 +272,7 @@ def run(args) -> int:
         if not os.path.exists(p):
             print(f"inkstream lm: text file {p} does not exist", file=sys.stderr)
             return 2
-        if "iamondb" in str(p).lower():
+        if names_iam_ondb(p):
             print(f"inkstream lm: refusing IAM-OnDB text {p} (it is the evaluation data)", file=sys.stderr)
             return 2
     if args.min_top_count < 1 or args.min_bigram_count < 1:

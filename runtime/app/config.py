@@ -54,6 +54,8 @@ DECODER_OPTIONS = (
     DecoderOption("--line-lm-nbest", "line_lm_nbest", int, "how many of a line's best readings it rescores", BEAMS),
     DecoderOption("--line-lm-margin", "line_lm_margin", float,
                   "... of those at most this far (log) below the best", BEAMS),
+    DecoderOption("--line-lm-char-bonus", "line_lm_char_bonus", float,
+                  "line LM bonus per character (the LM has no end of line)", BEAMS),
     DecoderOption("--words", "user_words", str,
                   "user words: a file of names and terms, one a line, optionally TAB and a boost", ("word",)),
     DecoderOption("--words-boost", "user_word_boost", float, "boost of user words given without one", ("word",)),

@@ -16,8 +16,8 @@ EXIT_USAGE = 2
 
 def user_message(exc: BaseException) -> str:
     """``exc`` as one line for a user (a bare ``FileNotFoundError`` from the ink readers only
-    names the path)."""
-    if isinstance(exc, FileNotFoundError) and not exc.strerror:
+    names the path; the model and LM readers say it themselves)."""
+    if isinstance(exc, FileNotFoundError) and not exc.strerror and "does not exist" not in str(exc):
         return f"{exc}: no such file or folder"
     return " ".join(str(exc).split()) or type(exc).__name__
 
