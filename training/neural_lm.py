@@ -16,7 +16,6 @@ it with ``--resume``. The defaults are the shipped file's recipe (about an hour 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.neural_lm import DEFAULT_NEURAL_LM, LINE_START, VOCAB_SIZE, encode_text, lm_text
-from training.word_lm import DEFAULT_TEXT_DIR, DEFAULT_TEXTS, names_iam_ondb
+from training.word_lm import text_lines, text_paths
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,15 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def read_text(paths) -> str:
     """The normalised sentences of the text files joined by single spaces."""
-    parts = []
-    for p in paths:
-        opener = gzip.open if str(p).endswith(".gz") else open
-        with opener(p, "rt", encoding="utf-8") as f:
-            for line in f:
-                line = lm_text(line)
-                if line:
-                    parts.append(line)
-    return " ".join(parts)
+    return " ".join(line for line in map(lm_text, text_lines(paths)) if line)
 
 
 class CharLSTM:
@@ -150,14 +141,11 @@ def export_onnx(model, path: str, meta: dict, int8: bool = True) -> None:
 def run(args) -> int:
     import torch
 
-    paths = args.text or [str(DEFAULT_TEXT_DIR / n) for n in DEFAULT_TEXTS]
-    for p in paths:
-        if not os.path.exists(p):
-            print(f"inkstream lm neural: text file {p} does not exist", file=sys.stderr)
-            return 2
-        if names_iam_ondb(p):
-            print(f"inkstream lm neural: refusing IAM-OnDB text {p} (it is the evaluation data)", file=sys.stderr)
-            return 2
+    try:
+        paths = text_paths(args.text)
+    except ValueError as exc:
+        print(f"inkstream lm neural: {exc}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -45,17 +45,29 @@ def names_iam_ondb(path) -> bool:
     return re.search(r"iam[-_ ]?on[-_ ]?db", str(path).lower()) is not None
 
 
-def read_sentences(paths) -> list:
-    """Unit lists of every non-empty line of the text files (gzip or plain)."""
-    out = []
+def text_paths(given) -> list:
+    """The LM text files: ``given`` (a list of paths) or the default ones. ValueError names a file
+    that does not exist or one of IAM-OnDB's."""
+    paths = list(given) if given else [str(DEFAULT_TEXT_DIR / n) for n in DEFAULT_TEXTS]
+    for p in paths:
+        if not os.path.exists(p):
+            raise ValueError(f"text file {p} does not exist")
+        if names_iam_ondb(p):
+            raise ValueError(f"refusing IAM-OnDB text {p} (it is the evaluation data)")
+    return paths
+
+
+def text_lines(paths):
+    """Every line of the text files (gzip or plain), in order."""
     for p in paths:
         opener = gzip.open if str(p).endswith(".gz") else open
         with opener(p, "rt", encoding="utf-8") as f:
-            for line in f:
-                units = lm_units(line)
-                if units:
-                    out.append(units)
-    return out
+            yield from f
+
+
+def read_sentences(paths) -> list:
+    """Unit lists of every non-empty line of the text files."""
+    return [units for units in map(lm_units, text_lines(paths)) if units]
 
 
 def wordfreq_vocabulary(n: int, lang: str = "en") -> dict:
@@ -267,14 +279,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    paths = args.text or [str(DEFAULT_TEXT_DIR / n) for n in DEFAULT_TEXTS]
-    for p in paths:
-        if not os.path.exists(p):
-            print(f"inkstream lm: text file {p} does not exist", file=sys.stderr)
-            return 2
-        if names_iam_ondb(p):
-            print(f"inkstream lm: refusing IAM-OnDB text {p} (it is the evaluation data)", file=sys.stderr)
-            return 2
+    try:
+        paths = text_paths(args.text)
+    except ValueError as exc:
+        print(f"inkstream lm: {exc}", file=sys.stderr)
+        return 2
     if args.min_top_count < 1 or args.min_bigram_count < 1:
         print("inkstream lm: --min-top-count and --min-bigram-count must be >= 1", file=sys.stderr)
         return 2
