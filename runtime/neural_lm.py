@@ -20,12 +20,15 @@ from typing import Optional
 
 import numpy as np
 
-from runtime.alphabet import PRINTABLE_ASCII
+from runtime.alphabet import Alphabet
+from runtime.model import session_options
 
 DEFAULT_NEURAL_LM = Path(__file__).resolve().parent / "models" / "linelm.onnx"
-LINE_START = 0
-VOCAB_SIZE = len(PRINTABLE_ASCII) + 1
-_ID = {c: i + 1 for i, c in enumerate(PRINTABLE_ASCII)}
+# the characters have the handwriting model's ids; the id of its CTC blank is the line start
+_ALPHABET = Alphabet()
+_KNOWN = frozenset(_ALPHABET.chars)
+LINE_START = _ALPHABET.blank
+VOCAB_SIZE = _ALPHABET.size
 
 # IAM-OnDB sets some punctuation apart ("support , a", "Mr . Foot ' s") and the other corpora do
 # not; nothing in the ink tells which, so the LM scores both spellings as the running-text one
@@ -42,12 +45,12 @@ def lm_text(text: str) -> str:
     text = _SPACE_BEFORE.sub(r"\1", text)
     text = _SPACE_AFTER.sub(r"\1", text)
     text = _APOSTROPHE.sub("'", text)
-    return "".join(c for c in text if c in _ID)
+    return "".join(c for c in text if c in _KNOWN)
 
 
 def encode_text(text: str) -> list:
-    """Ids of the characters of ``text`` (which must be in the alphabet)."""
-    return [_ID[c] for c in text]
+    """Ids of the characters of ``text`` (ValueError naming one outside the alphabet)."""
+    return _ALPHABET.encode(text)
 
 
 class NeuralLineLM:
@@ -64,11 +67,9 @@ class NeuralLineLM:
         self.path = Path(path) if path is not None else DEFAULT_NEURAL_LM
         if not self.path.is_file():
             raise FileNotFoundError(f"line LM {self.path} does not exist (build it with `inkstream lm neural`)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.path), session_options(threads),
+                                                providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for a bad file
             raise ValueError(f"line LM {self.path} is not a readable ONNX file: {exc}") from None
         self.meta = dict(self.session.get_modelmeta().custom_metadata_map)

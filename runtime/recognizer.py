@@ -408,11 +408,8 @@ class StreamingRecognizer:
 
         def end_line():
             nonlocal first
-            # its last frames are flushed (as the live loop does) before the result is taken;
-            # reset() then feeds again the samples held back for the next line
-            stream.input_finished()
-            self.decode_stream(stream)
-            res = self.get_result(stream)
+            # flushed, the final result taken, and the samples held back for the next line fed again
+            res = self.end_line(stream)
             if first:
                 strokes = int(strokes_before[first])
                 chars = tuple(CharAlignment(c.char, c.frame, c.sample_start + first, c.sample_end + first,
@@ -420,7 +417,6 @@ class StreamingRecognizer:
                 res = RecognitionResult(res.text, res.is_final, chars, res.num_samples, res.num_frames)
             results.append(res)
             first += res.num_samples
-            self.reset(stream)
             self.decode_stream(stream)
 
         t = points[:, 2]
