@@ -30,6 +30,16 @@ from runtime.metrics import ErrorCounter, split_punctuation
 from runtime.recognizer import OFFLINE, EndpointConfig, StreamingRecognizer
 
 ONE_LINE_KINDS = frozenset({"line", "word", "char"})  # sample kinds that are one written line by definition
+# time stamps are seconds: a pen samples at 50-200 Hz, so a median step between samples this long
+# means another unit (milliseconds), which would make every pen lift look like a long pause
+SUSPECT_TIME_STEP_S = 0.25
+
+
+def time_step_suspect(points: np.ndarray) -> bool:
+    """Whether the median step between ``points``' time stamps (column 2) is too long for seconds."""
+    steps = np.diff(points[:, 2])
+    steps = steps[steps > 0]
+    return bool(len(steps)) and float(np.median(steps)) > SUSPECT_TIME_STEP_S
 
 
 def stream_lines(rec: StreamingRecognizer, points: np.ndarray, burst: int = 2,
@@ -45,7 +55,7 @@ def sample_endpoint(kind: Optional[str], endpoints, rules: EndpointConfig) -> En
     line), as ``endpoints`` says: True, False, or ``"auto"`` (``rules`` unless ``kind`` is one
     written line by definition, :data:`ONE_LINE_KINDS`)."""
     if endpoints == "auto":
-        return OFFLINE if kind in ONE_LINE_KINDS else rules
+        return OFFLINE if kind is not None and kind.strip().lower() in ONE_LINE_KINDS else rules
     if isinstance(endpoints, bool):
         return rules if endpoints else OFFLINE
     raise ValueError(f"endpoints must be True, False or 'auto', got {endpoints!r}")
@@ -69,7 +79,7 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
     pen_samples = 0
     ink_seconds = 0.0
     busy = 0.0
-    with_rules = several_lines = 0
+    with_rules = several_lines = time_suspects = 0
     for samples in sources:
         for n, (points, text, sample_id, kind) in enumerate(samples):
             if limit is not None and n >= limit:
@@ -81,6 +91,7 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
             hyp = " ".join(line for line, _ in lines if line)
             busy += time.perf_counter() - t0
             with_rules += endpoint is not OFFLINE
+            time_suspects += endpoint is not OFFLINE and time_step_suspect(points)
             several_lines += len(lines) > 1
             counter.add(text, hyp)
             apart.add(text, hyp)
@@ -95,6 +106,8 @@ def evaluate(rec: StreamingRecognizer, datasets, burst: int = 2, limit: Optional
         "cer_apart": apart.cer, "wer_apart": apart.wer, "words_apart": apart.words,
         # samples read with the endpoint rules, and how many of them they cut into several lines
         "endpoints": endpoints, "samples_with_rules": with_rules, "samples_cut": several_lines,
+        # of those, samples whose time stamps do not look like seconds (time_step_suspect)
+        "samples_time_suspect": time_suspects,
         "pen_samples": pen_samples, "seconds": busy,
         "samples_per_s": pen_samples / busy if busy > 0 else None,
         "rtf": busy / ink_seconds if ink_seconds > 0 else None,

@@ -119,12 +119,23 @@ class Corpus:
             self.units_per_mm = np.asarray(arrays.pop("units_per_mm"), dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise InkFormatError(f"{self.path}: points, offsets or units_per_mm are not numeric ({exc})") from exc
-        self.texts = arrays.pop("texts")
-        self.ids = arrays.pop("ids")
-        self.writers = arrays.pop("writers")
-        self.kind = arrays.pop("kind")
-        self._fields = arrays  # the optional per-sample arrays (split, quality, ...)
+        self.texts = self._text_array(arrays.pop("texts"), "texts")
+        self.ids = self._text_array(arrays.pop("ids"), "ids")
+        self.writers = self._text_array(arrays.pop("writers"), "writers")
+        self.kind = self._text_array(arrays.pop("kind"), "kind")
+        # the optional per-sample arrays (split, quality, ...)
+        self._fields = {k: self._text_array(v, k) for k, v in arrays.items()}
         self._validate()
+
+    def _text_array(self, a: np.ndarray, name: str) -> np.ndarray:
+        """``a`` with byte strings (an npz written from bytes) decoded as UTF-8: ``str()`` of a
+        byte string would read ``b'text'``."""
+        if a.dtype.kind != "S":
+            return a
+        try:
+            return np.char.decode(a, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InkFormatError(f"{self.path}: {name} holds bytes that are not UTF-8 ({exc})") from exc
 
     def _validate(self) -> None:
         p, o = self._points, self.offsets

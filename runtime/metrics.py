@@ -5,6 +5,10 @@ Corpora write punctuation differently: IAM-OnDB's transcriptions sometimes set i
 has no gap before a comma either way. :func:`split_punctuation` puts every mark apart on both
 sides of a comparison, so a "word error" is a wrong word or a wrong mark, not a convention;
 ``inkstream eval`` reports those figures beside the raw ones.
+
+Even the raw figures compare :func:`canonical_text`: white space laid out differently (a line
+break in a transcription where the reader joins lines with a space) and typographic quotes and
+dashes (the ink of ``’`` is the ink of ``'``; the model writes ASCII) are not errors.
 """
 from __future__ import annotations
 
@@ -24,6 +28,18 @@ def edit_distance(ref: Sequence, hyp: Sequence) -> int:
     return prev[-1]
 
 
+# typographic marks -> the ASCII marks written the same way
+_TYPOGRAPHIC = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u2032": "'", "\u201c": '"',
+                              "\u201d": '"', "\u201e": '"', "\u2033": '"', "\u2010": "-", "\u2011": "-",
+                              "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " "})
+
+
+def canonical_text(text: str) -> str:
+    """``text`` with typographic quotes, apostrophes and dashes as their ASCII marks and every run
+    of white space (line breaks included) as one space, none at the ends."""
+    return " ".join(text.translate(_TYPOGRAPHIC).split())
+
+
 def split_punctuation(text: str) -> str:
     """``text`` with every character that is neither a letter, a digit nor white space set apart
     by single spaces: ``"Mr. Foot's line,"`` -> ``"Mr . Foot ' s line ,"``."""
@@ -34,7 +50,7 @@ class ErrorCounter:
     """Accumulates character and word errors over many (reference, hypothesis) pairs.
 
     CER = sum of character edit distances / total reference characters; WER the same over
-    space-separated words. Both are fractions (0.05 means 5 %). With ``normalise`` (e.g.
+    space-separated words, both of :func:`canonical_text`. Both are fractions (0.05 means 5 %). With ``normalise`` (e.g.
     :func:`split_punctuation`) both texts of each pair are normalised first.
     """
 
@@ -43,6 +59,7 @@ class ErrorCounter:
         self.char_errors = self.chars = self.word_errors = self.words = self.samples = 0
 
     def add(self, ref: str, hyp: str) -> None:
+        ref, hyp = canonical_text(ref), canonical_text(hyp)
         if self.normalise is not None:
             ref, hyp = self.normalise(ref), self.normalise(hyp)
         self.samples += 1

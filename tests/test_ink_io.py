@@ -187,6 +187,24 @@ def test_read_ink_file_and_iter_corpus_samples_on_a_corpus_npz(tmp_path):
     np.testing.assert_allclose(samples[0][0], inks[0].to_points(), rtol=1e-6)
 
 
+def test_a_corpus_npz_written_with_byte_strings_reads_as_text(tmp_path):
+    """``np.savez`` of ``bytes`` arrays stores dtype S: read as UTF-8 text, not as "b'hi'"."""
+    inks = read_ink_file(FIXTURES / "inkml/w3c_groups.inkml")
+    save_corpus(tmp_path / "small.npz", inks, kind="word")
+    with np.load(tmp_path / "small.npz") as d:
+        arrays = {k: d[k] for k in d.files}
+    for name in ("texts", "ids", "writers", "kind"):
+        arrays[name] = np.char.encode(arrays[name], "utf-8")
+    arrays["split"] = np.array([b"val", b"train"])
+    np.savez(tmp_path / "bytes.npz", **arrays)
+    samples = list(iter_corpus_samples(tmp_path / "bytes.npz", split="val"))
+    assert [(s.text, s.id, s.kind) for s in samples] == [("hi", "w3c_groups/w01", "word")]
+    arrays["texts"] = np.array([b"\xff", b"ok"])
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(InkFormatError, match="bad.npz: texts holds bytes that are not UTF-8"):
+        load_corpus(tmp_path / "bad.npz")
+
+
 def test_iter_corpus_samples_keeps_the_named_writers_and_refuses_an_unknown_one(tmp_path):
     inks = read_ink_file(FIXTURES / "inkml/w3c_groups.inkml")
     inks[0].writer, inks[1].writer = "anna", "ben"

@@ -401,6 +401,18 @@ def test_eval_cuts_a_sample_that_wraps_into_lines_and_reads_a_line_as_one(rec, s
     assert code == 0 and json.loads(out[-1])["samples_with_rules"] == 0
     code, out = _cli(["eval", "--endpoints", str(tmp_path / "line.npz"), "--json"])  # the path is not its value
     assert code == 0 and json.loads(out[-1])["samples_cut"] == 1
+    # a kind written otherwise ("Line ") is still one line
+    save_corpus(tmp_path / "Line.npz", [Ink.from_points(ink, text="reference", id="s0", writer="w")], kind="Line ")
+    assert evaluate(rec, [tmp_path / "Line.npz"])["samples_with_rules"] == 0
+    # time stamps in milliseconds: every pen lift looks like a long pause; counted, and eval warns
+    in_ms = ink.copy()
+    in_ms[:, 2] *= 1000
+    save_corpus(tmp_path / "ms.npz", [Ink.from_points(in_ms, text="reference", id="s0", writer="w")], kind="text")
+    assert evaluate(rec, [tmp_path / "ms.npz"])["samples_time_suspect"] == 1
+    assert evaluate(rec, [tmp_path / "text.npz"])["samples_time_suspect"] == 0
+    r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "eval", str(tmp_path / "ms.npz"), "--decoder",
+                        "greedy"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "milliseconds?" in r.stderr
 
 
 def test_recognize_lines_reads_a_page_line_by_line_with_alignments_into_the_whole_ink(rec, samples):
@@ -509,3 +521,17 @@ def test_error_rates_count_words_and_marks_not_where_a_corpus_puts_spaces():
     assert apart.word_errors == 0 and apart.char_errors == 0 and apart.words == 8
     apart.add("support , a", "support. a")
     assert apart.word_errors == 1 and apart.char_errors == 1
+
+
+def test_error_rates_ignore_layout_and_typographic_marks_the_ink_does_not_show():
+    """A line break in a transcription (the reader joins lines with a space), spaces at the ends,
+    and curly quotes or dashes (written as the model's ASCII marks) are no errors; a wrong
+    character still is."""
+    from runtime.metrics import ErrorCounter, canonical_text
+
+    assert canonical_text(" \u201cIt\u2019s\u201d \u2014 one\nline\u00a0 more ") == '"It\'s" - one line more'
+    counter = ErrorCounter()
+    counter.add("It\u2019s a \u201cpage\u201d\nof two lines ", "It's a \"page\" of two lines")
+    assert counter.char_errors == counter.word_errors == 0 and counter.words == 6
+    counter.add("caf\u00e9", "cafe")
+    assert counter.char_errors == 1

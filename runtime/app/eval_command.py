@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from runtime.app.config import add_recognizer_arguments, config_from_args
 from runtime.app.errors import USER_ERRORS, fail
-from runtime.evaluate import evaluate, evaluate_paragraphs
+from runtime.evaluate import SUSPECT_TIME_STEP_S, evaluate, evaluate_paragraphs
 from runtime.recognizer import OFFLINE, EndpointConfig
 
 __all__ = ["configure", "run"]
@@ -67,6 +68,11 @@ def run(args) -> int:
     rules = {None: "by kind", True: "--endpoints", False: "--no-endpoints"}[args.endpoints]
     print(f"lines: {res['samples_with_rules']} samples read with the endpoint rules ({rules}), "
           f"{res['samples_cut']} of them cut into several lines")
+    if res["samples_time_suspect"]:
+        print(f"{PROG}: warning: {res['samples_time_suspect']} samples read with the endpoint rules have a median "
+              f"step between time stamps over {SUSPECT_TIME_STEP_S} s: the time column looks like another unit than "
+              f"seconds (milliseconds?), so pauses look long and lines are cut too often; convert it, or "
+              f"--no-endpoints", file=sys.stderr)
     print(f"CER {res['cer']:.4f}  WER {res['wer']:.4f}  (punctuation set apart on both sides: "
           f"CER {res['cer_apart']:.4f}  WER {res['wer_apart']:.4f})")
     if res["samples_per_s"]:
