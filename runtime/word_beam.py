@@ -13,6 +13,7 @@ A hypothesis is ranked by
                                         - char_swap * lm_weight * log P_char(u's letters)  (u in vocabulary)
                                         + oov_penalty                                     (u not in it)
       + case_weight * sum over letters in words: ln P(capital or not | where it stands)
+      + word_case_weight * ln P(first letter's case | the word) / P(that case | a word start)   (word case table)
       + user-word boosts
 
 (the case model's term stands in for the character LM's own case factor and is not swapped out,
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 from runtime.beam import BeamState, CtcPrefixBeamDecoder, _score
-from runtime.word_lm import SENTENCE_END, WordLanguageModel, lm_units
+from runtime.word_lm import SENTENCE_END, WordLanguageModel, lm_units, read_word_case
 
 _NEG_INF = float("-inf")
 
@@ -58,15 +59,18 @@ class CasePriors(NamedTuple):
     sentence_start: float  # a word's first letter after ".", "!" or "?"
     word_start: float  # another word's first letter
     line_start: float  # the first letter of a line, which may or may not start a sentence
-    after_capital: float  # a letter inside a word, after a capital
+    after_capital: float  # a letter inside a word, after a single capital ("Th", "McD")
     after_small: float  # a letter inside a word, after a small letter (or a digit or apostrophe)
+    after_capitals: float  # a letter inside a word, after two or more capitals in a row ("LEX")
 
 
 # Counted on the word LM's text (the first 200,000 lines of gutenberg and of masc): 0.93 at a
-# sentence start, 0.093 at another word start, 0.18 after a capital, 0.0002 after a small letter.
+# sentence start, 0.093 at another word start, 0.066 after a single capital ("Th"), 0.0002 after a
+# small letter, 0.991 after two or more capitals ("THE": a word in capitals stays in capitals;
+# one "after a capital" figure, 0.18, let "LEXIngton" and "THE" cost about the same).
 # A line's start is left even: IAM-OnDB's lines mostly start mid-sentence, UNIPEN's and
 # ImadocSen's start sentences.
-TEXT_CASE_PRIORS = CasePriors(0.93, 0.093, 0.5, 0.18, 0.0002)
+TEXT_CASE_PRIORS = CasePriors(0.93, 0.093, 0.5, 0.066, 0.0002, 0.991)
 
 # ln P(a line ends in a word broken by a hyphen): 127 of IAM-OnDB train's 5,363 lines do.
 LINE_END_HYPHEN = math.log(127 / 5363)
@@ -81,10 +85,10 @@ class _Hyp:
     pruning."""
 
     __slots__ = ("pb", "pnb", "lm", "history", "wctx", "run", "run_lm", "hot", "emissions", "emit_score",
-                 "parent", "char", "lm_row", "rank", "fixed", "gain", "after", "tail")
+                 "parent", "char", "lm_row", "rank", "fixed", "gain", "after", "tail", "caps", "wcase")
 
     def __init__(self, pb, pnb, lm, history, wctx, run, run_lm, hot, emissions, emit_score=_NEG_INF,
-                 parent=None, char=0, after=0.0, tail=0.0):
+                 parent=None, char=0, after=0.0, tail=0.0, caps=0, wcase=0):
         self.pb = pb
         self.pnb = pnb
         self.lm = lm
@@ -104,6 +108,10 @@ class _Hyp:
         # owed if another character follows, `tail` (<= 0) if the line ends there
         self.after = after
         self.tail = tail
+        self.caps = caps  # capitals in a row at the end of the unfinished word (the case model's state)
+        # how the unfinished word started, for the word case table: 0 nothing to add (a sentence
+        # start, a digit), 1 / 2 a small / capital letter inside a line, 3 / 4 the same at its start
+        self.wcase = wcase
 
 
 class UserWords:
@@ -200,10 +208,18 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
       capitals are likelier at a word start, and its score of a vocabulary word's letters is
       swapped for the word LM's, which knows no case: without a case model "GerMan" and "German"
       cost the same. The case model scores each letter of a word as a capital or not from where
-      it stands (a sentence start, another word start, a line start, after a capital, after a
-      small letter) and keeps that score through the swap. 0 turns it off; so does
+      it stands (a sentence start, another word start, a line start, after a single capital,
+      after two or more, after a small letter) and keeps that score through the swap. 0 turns it off; so does
       ``lm_weight`` 0 (no character LM, no case factor to replace). Chosen on the validation
       sets (docs/model_card.md);
+    * ``word_case_weight`` (with the case model; 0 turns it off): a word of the word case table
+      (``word_case_path``, default the shipped ``runtime/models/wordcase.tsv.gz``,
+      :func:`runtime.word_lm.read_word_case`) that completes after starting inside a line or at
+      its start gains this weight times the log-ratio of its own odds of that first letter's
+      case to the word-start prior's: "susan" and "monday" lean to capitals, as text writes
+      them. A sentence start is left alone (a capital whatever the word). 0.6 chosen on the
+      validation sets (docs/model_card.md): 1.0 read the cased sets a little better and the
+      lowercase ImadocSen half a point worse;
     * ``line_end_hyphen``: ln P(a line ends in a word broken across lines, "represen-"), default
       :data:`LINE_END_HYPHEN`; None turns it off. A word a hyphen ends is charged the better of
       two readings, the first part of a compound (the word LM's scores) and a broken word (the
@@ -231,7 +247,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                  user_word_boost: float = 6.0, char_threshold: float = -7.0, max_chars_per_frame: int = 6,
                  prune_beam: float = 20.0, empty_penalty: float = -10.0, single_char_lm_scale: float = 0.25,
                  case_weight: float = 0.3, case_priors: CasePriors = TEXT_CASE_PRIORS,
-                 line_end_hyphen: Optional[float] = LINE_END_HYPHEN, lm=None,
+                 line_end_hyphen: Optional[float] = LINE_END_HYPHEN, word_case_weight: float = 0.6,
+                 word_case_path=None, lm=None,
                  word_lm: Optional[WordLanguageModel] = None, line_lm_weight: float = 0.3, line_lm_nbest: int = 8,
                  line_lm_margin: float = 2.0, line_lm_char_bonus: float = 1.5, line_lm_path=None, line_lm=None):
         super().__init__(alphabet, beam_width=beam_width, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
@@ -254,6 +271,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
             raise ValueError(f"line_end_hyphen must be a log-probability (<= 0) or None, got {line_end_hyphen}")
         if not case_weight >= 0:
             raise ValueError(f"case_weight must be >= 0, got {case_weight}")
+        if not 0 <= word_case_weight < math.inf:
+            raise ValueError(f"word_case_weight must be >= 0 and finite, got {word_case_weight}")
         if len(case_priors) != len(CasePriors._fields) or not all(0 < p < 1 for p in case_priors):
             raise ValueError(f"case_priors must be {len(CasePriors._fields)} probabilities in (0, 1) "
                              f"({', '.join(CasePriors._fields)}), got {case_priors!r}")
@@ -280,6 +299,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         self._complete_cache: dict = {}  # (run, word context, punctuation) -> _word_score(...)
         self.case_weight = float(case_weight)
         self._init_case_model(CasePriors(*case_priors))
+        self.word_case_weight = float(word_case_weight)
+        self._init_word_case(CasePriors(*case_priors), word_case_path)
         self.line_end_hyphen = None if line_end_hyphen is None else float(line_end_hyphen)
         self._hyphen = alphabet.encode("-")[0] if "-" in alphabet.chars else -1
 
@@ -311,15 +332,40 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         self._case_sentence, self._case_word, self._case_line = (
             logs(priors.sentence_start), logs(priors.word_start), logs(priors.line_start))
         self._case_after_capital, self._case_after_small = logs(priors.after_capital), logs(priors.after_small)
+        self._case_after_capitals = logs(priors.after_capitals)
         # a word's first letter gives up the LM's start factor; a later one the inside factor, or
         # the start factor after a digit (the LM's history then restarts: runtime.lm.AFTER_OTHER)
         starts = (self._case_sentence, self._case_word, self._case_line)
-        insides = (self._case_after_capital, self._case_after_small)
+        insides = (self._case_after_capital, self._case_after_small, self._case_after_capitals)
         pairs = [(probs, self._lm_case_start) for probs in starts + insides]
         pairs += [(probs, self._lm_case_inside) for probs in insides]
         self._case_gains = [max(0.0, max(probs[0 if self._capital[i] else 1] - lm_case[i] for probs, lm_case in pairs))
                             if self._letter[i] else 0.0 for i in range(n)]
         self._case_gain = max(self._case_gains)
+
+    def _init_word_case(self, priors: CasePriors, path) -> None:
+        """Per word of the case table, the weighted log-ratio of its own capital probability to
+        the case model's at a word start and at a line start, indexed by ``_Hyp.wcase``; and, per
+        index, the most any of them adds (a pruning bound)."""
+        self._word_case: dict = {}
+        self._word_case_gains = [0.0] * 5
+        if not (self._case_on and self.word_case_weight > 0):
+            return
+        w, p0, q0 = self.word_case_weight, priors.word_start, priors.line_start
+        # a line starts a sentence (a capital whatever the word) or goes on with one: the share
+        # of sentence starts that makes the line-start prior what it is for a word at p0
+        s = max(0.0, (q0 - p0) / (1 - p0))
+        for word, p in read_word_case(path).items():
+            q = s + (1 - s) * p
+            adj = (0.0, w * (math.log1p(-p) - math.log1p(-p0)), w * (math.log(p) - math.log(p0)),
+                   w * (math.log1p(-q) - math.log1p(-q0)), w * (math.log(q) - math.log(q0)))
+            self._word_case[word] = adj
+            self._word_case_gains = [max(g, a) for g, a in zip(self._word_case_gains, adj)]
+
+    def _word_case_score(self, run: str, wcase: int) -> float:
+        """What the word case table adds when ``run`` completes, having started as ``wcase`` says."""
+        adj = self._word_case.get(run.split("'", 1)[0])
+        return adj[wcase] if adj is not None else 0.0
 
     # ---- interface ---------------------------------------------------------------------------
     def new_state(self, user_words=None) -> WordBeamState:
@@ -389,6 +435,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         score = 0.0
         if h.run:
             score += self._complete(h.run, h.run_lm, h.wctx, "", user)[0]
+            if h.wcase:
+                score += self._word_case_score(h.run, h.wcase)
         if h.hot is not None:
             prefix, earned, kept = h.hot
             if prefix not in user.phrases:  # the end of input is a word boundary
@@ -402,12 +450,14 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         hyp.parent = None
 
     def _extend(self, hyp: _Hyp, c: int, char_lp: float, user: Optional[UserWords]):
-        """``(lm score, wctx, run, run_lm, hot, after, tail)`` of ``hyp`` extended by character
+        """``(lm score, wctx, run, run_lm, hot, after, tail, caps, wcase)`` of ``hyp`` extended by character
         ``c`` (see :class:`_Hyp`); ``char_lp`` is the weighted character-LM log-probability of ``c``."""
         lm_score = hyp.lm + char_lp + hyp.after
         ch = self._lower[c]
         after = tail = 0.0
+        caps = wcase = 0
         if self._run_char[c]:
+            wcase = hyp.wcase if hyp.run else 0
             if self._case_on and self._letter[c]:
                 # the case model's term replaces the character LM's case factor and, unlike the
                 # rest of the letter's score, stays when the word LM's score is swapped in
@@ -415,20 +465,29 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                     prev = hyp.char  # the word's last character so far
                     # the character LM's own factor: its history restarts after a digit
                     lm_case = (self._lm_case_start if self._digit[prev] else self._lm_case_inside)[c]
-                    probs = self._case_after_capital if self._capital[prev] else self._case_after_small
+                    probs = (self._case_after_small if not self._capital[prev] else
+                             self._case_after_capitals if hyp.caps > 1 else self._case_after_capital)
                 else:
                     lm_case = self._lm_case_start[c]
-                    probs = (self._case_line if hyp.emissions is None else  # only the root has no emissions
-                             self._case_sentence if hyp.wctx == self._sentence_ctx else self._case_word)
+                    if hyp.emissions is None:  # only the root has no emissions
+                        probs, wcase = self._case_line, 3 + self._capital[c]
+                    elif hyp.wctx == self._sentence_ctx:
+                        probs = self._case_sentence
+                    else:
+                        probs, wcase = self._case_word, 1 + self._capital[c]
                 char_lp -= lm_case
                 lm_score += (probs[0] if self._capital[c] else probs[1]) - lm_case
             run_lm = hyp.run_lm + min(char_lp, 0.0)
             if not hyp.run:
                 lm_score += self.word_start_cost
             run, wctx = hyp.run + ch, hyp.wctx
+            if self._capital[c]:
+                caps = hyp.caps + 1 if hyp.run else 1
         else:
             punct = "" if self._space[c] else ch
             delta, wctx = self._complete(hyp.run, hyp.run_lm, hyp.wctx, punct, user)
+            if hyp.wcase:
+                delta += self._word_case_score(hyp.run, hyp.wcase)
             if punct and self.word_lm is not None and punct in self.word_lm:
                 delta -= char_lp  # the word LM models a punctuation mark in context: its score replaces the floor's
             if c == self._hyphen and hyp.run and self.line_end_hyphen is not None:
@@ -462,7 +521,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                 if step is not None:
                     lm_score += step
                     hot = (ch, step, 0.0)
-        return lm_score, wctx, run, run_lm, hot, after, tail
+        return lm_score, wctx, run, run_lm, hot, after, tail, caps, wcase
 
     # ---- the beam search's step (runtime.beam) with this decoder's scores --------------------
     def _prune_gain(self, hyp, state) -> float:
@@ -470,6 +529,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         the case model's term, or a completed word whose swapped-out character scores were low."""
         return ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
                 + 2 * max(self.word_bonus, 0.0) + self._case_gain
+                + self._word_case_gains[hyp.wcase]
                 + (state.user_words.max_step if state.user_words is not None else 0.0))
 
     def _run_gains(self, state) -> list:
@@ -479,9 +539,10 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         return state.run_gains
 
     def _extension_score(self, hyp, c: int, char_lp: float, state, gain: float):
-        lm_score, wctx, run, run_lm, hot, after, tail = self._extend(hyp, c, char_lp, state.user_words)
-        return lm_score, (wctx, run, run_lm, hot, after, tail)
+        lm_score, *extra = self._extend(hyp, c, char_lp, state.user_words)
+        return lm_score, extra
 
     def _make_extension(self, p: float, lm_score: float, hyp, c: int, emissions, extra):
-        wctx, run, run_lm, hot, after, tail = extra
-        return _Hyp(_NEG_INF, p, lm_score, None, wctx, run, run_lm, hot, emissions, p, hyp, c, after, tail)
+        wctx, run, run_lm, hot, after, tail, caps, wcase = extra
+        return _Hyp(_NEG_INF, p, lm_score, None, wctx, run, run_lm, hot, emissions, p, hyp, c, after, tail, caps,
+                    wcase)

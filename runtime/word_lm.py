@@ -44,6 +44,34 @@ def default_word_lm_path() -> Path:
     return Path(str(resources.files("runtime.models").joinpath("wordlm.arpa.gz")))
 
 
+def default_word_case_path() -> Path:
+    """The word case table shipped inside the package (``runtime/models/wordcase.tsv.gz``)."""
+    return Path(str(resources.files("runtime.models").joinpath("wordcase.tsv.gz")))
+
+
+def read_word_case(path=None) -> dict:
+    """The word case table (``inkstream lm words`` writes it beside the word LM): lowercase word ->
+    P(its first letter is a capital | it stands inside a sentence), one ``word<TAB>probability``
+    a line, for the words text writes with a capital more often than not ("susan", "monday",
+    "i"). ValueError naming the file and line on a malformed one."""
+    path = str(path or default_word_case_path())
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"word case file {path} does not exist")
+    table = {}
+    with _open_text(path) as f:
+        for n, line in enumerate(f, start=1):
+            parts = line.rstrip("\n").split("\t")
+            try:
+                word, p = parts[0], float(parts[1])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{n}: expected word<TAB>probability, got {line.strip()[:60]!r}") from None
+            if len(parts) != 2 or not word or word != word.lower() or not 0 < p < 1:
+                raise ValueError(f"{path}:{n}: expected a lowercase word and a probability in (0, 1), "
+                                 f"got {line.strip()[:60]!r}")
+            table[word] = p
+    return table
+
+
 def _open_text(path):
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"

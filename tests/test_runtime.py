@@ -378,7 +378,8 @@ def test_eval_cuts_a_sample_that_wraps_into_lines_and_reads_a_line_as_one(rec, s
     from runtime.evaluate import evaluate
     from runtime.ink import Ink, save_corpus
 
-    lines = _session(rec, samples, 3)  # three one-line samples written one below the other
+    # three one-line samples written one below the other, as float32 as the corpus file holds them
+    lines = [line.astype(np.float32).astype(np.float64) for line in _session(rec, samples, 3)]
     ink = np.concatenate(lines)
     texts = [rec.recognize(line).text for line in lines]
     whole = rec.recognize(ink).text

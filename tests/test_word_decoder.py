@@ -11,8 +11,8 @@ import pytest
 from runtime.alphabet import Alphabet
 from runtime.lm import CharLanguageModel
 from runtime.word_beam import CtcWordBeamDecoder, UserWords
-from runtime.word_lm import WordLanguageModel, default_word_lm_path, lm_units, read_arpa
-from training.word_lm import build_kneser_ney, write_arpa
+from runtime.word_lm import WordLanguageModel, default_word_lm_path, lm_units, read_arpa, read_word_case
+from training.word_lm import build_kneser_ney, write_arpa, write_word_case
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz"
@@ -225,12 +225,15 @@ def test_user_words_file(tmp_path):
 def test_the_case_model_keeps_a_word_in_one_case(tiny_arpa, char_lm):
     """A vocabulary word's character-LM score is swapped for the word LM's, which knows no case:
     the case model's term stays, so a capital the ink barely prefers inside a small-letter word,
-    or a small letter at a sentence start, loses, and with the case model off it wins."""
+    a small letter at a sentence start, or one after two capitals, loses, and with the case
+    model off it wins."""
     alphabet = Alphabet()
     on = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa)
     off = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, case_weight=0)
     cases = [("the cat sat", "the cAt sat", {5: ("A", 0.6)}),  # "A" slightly likelier than "a"
-             ("the cat sat. The dog sat", "the cat sat. the dog sat", {13: ("t", 0.55)})]
+             ("the cat sat. The dog sat", "the cat sat. the dog sat", {13: ("t", 0.55)}),
+             # after two capitals a word goes on in capitals ("LEXIngton" is rare in text)
+             ("the CAT sat", "the CAt sat", {6: ("t", 0.55)})]
     for truth, ink_favours, confusions in cases:
         lp = _peaked(alphabet, truth, confusions=confusions, seed=4)
         for dec, expected in ((off, ink_favours), (on, truth)):
@@ -241,6 +244,40 @@ def test_the_case_model_keeps_a_word_in_one_case(tiny_arpa, char_lm):
     state = on.new_state()
     on.accept(state, _peaked(alphabet, "the CAT sat", seed=5))
     assert on.result(state)[0] == "the CAT sat"
+
+
+def test_the_word_case_table_capitalises_a_name(tiny_arpa, char_lm, tmp_path):
+    """The ink barely prefers "s" at the start of "Susan"; the case model alone reads "susan"
+    (a word start is small 9 times in 10), the word case table, where text capitalises "susan",
+    reads "Susan", at a line's start too; a word it lacks is left to the case model."""
+    alphabet = Alphabet()
+    table = tmp_path / "case.tsv"
+    write_word_case(table, [("susan", 0.94)])
+    on = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, word_case_path=table)
+    off = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, word_case_weight=0)
+    for truth, pos in (("the cat saw Susan", 12), ("Susan sat", 0)):
+        lp = _peaked(alphabet, truth, confusions={pos: ("s", 0.55)}, seed=3)
+        for dec, expected in ((off, truth[:pos] + "s" + truth[pos + 1:]), (on, truth)):
+            state = dec.new_state()
+            dec.accept(state, lp)
+            assert dec.result(state)[0] == expected
+    lp = _peaked(alphabet, "the cat saw Homer", confusions={12: ("h", 0.55)}, seed=3)
+    state = on.new_state()
+    on.accept(state, lp)
+    assert on.result(state)[0] == "the cat saw homer"
+
+
+@pytest.mark.parametrize("text, problem", [("susan\n", "expected word<TAB>probability"),
+                                           ("susan\tmany\n", "expected word<TAB>probability"),
+                                           ("Susan\t0.9\n", "lowercase word"), ("susan\t1.0\n", "in \\(0, 1\\)"),
+                                           ("susan\t0.9\textra\n", "lowercase word")])
+def test_a_bad_word_case_table_is_refused_with_its_line(tmp_path, text, problem):
+    path = tmp_path / "case.tsv"
+    path.write_text("monday\t0.96\n" + text)
+    with pytest.raises(ValueError, match=f"case.tsv:2: .*{problem}"):
+        read_word_case(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_word_case(tmp_path / "missing.tsv")
 
 
 def test_a_word_broken_at_the_line_end_keeps_its_hyphen(tiny_arpa, char_lm):
@@ -277,7 +314,7 @@ def test_the_search_cuts_drop_nothing_the_beam_would_keep(tiny_arpa, char_lm):
     lp = _peaked(alphabet, text, confidence=0.5, seed=6,
                  confusions={0: "t", 4: ("d", 0.4), 8: "A", 16: "w", 23: "s", 31: "o", 33: ("n", 0.4)})
     for options in ({}, {"user_words": ["Susan O'Neil", ("3D", 3.0)], "beam_width": 16}, {"case_weight": 1.0},
-                    {"line_end_hyphen": -0.5}):
+                    {"line_end_hyphen": -0.5}, {"word_case_weight": 3.0}):  # the shipped case table has "susan"
         cut, uncut = (cls(alphabet, lm=char_lm, word_lm_path=tiny_arpa, **options) for cls in (CtcWordBeamDecoder, Uncut))
         a, b = cut.new_state(), uncut.new_state()
         for t in range(len(lp)):
@@ -289,6 +326,7 @@ def test_the_search_cuts_drop_nothing_the_beam_would_keep(tiny_arpa, char_lm):
 
 @pytest.mark.parametrize("option, value", [("word_weight", -1), ("oov_penalty", 1.0), ("char_swap", 2.0),
                                            ("user_word_boost", -1.0), ("beam_width", 0), ("case_weight", -0.5),
+                                           ("word_case_weight", -1.0),
                                            ("case_priors", (0.9, 0.1, 0.5, 0.2, 0.0)),
                                            ("case_priors", (0.9, 0.1)), ("line_end_hyphen", 0.5)])
 def test_bad_options_name_themselves(tiny_arpa, char_lm, option, value):
@@ -369,14 +407,17 @@ def test_the_lm_command_builds_a_word_lm_the_decoder_reads(tmp_path):
     import sys
 
     text = tmp_path / "text.txt"
-    text.write_text("the cat sat on the mat.\nthe dog sat on the log, and the cat ran.\n" * 3)
-    out = tmp_path / "lm.arpa.gz"
+    text.write_text("the cat sat on the mat.\nthe dog sat on the log, and the cat ran.\n" * 3
+                    + "We saw Susan and the cat. Then the cat saw Susan.\n" * 2)
+    out, case_out = tmp_path / "lm.arpa.gz", tmp_path / "case.tsv.gz"
     r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "lm", "words", "--text", str(text), "--out", str(out),
-                        "--vocab", "20", "--min-top-count", "1", "--min-bigram-count", "1"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+                        "--case-out", str(case_out), "--vocab", "20", "--min-top-count", "1",
+                        "--min-bigram-count", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lm = WordLanguageModel(out)
     assert "cat" in lm and "zebra" not in lm
+    # "Susan" inside sentences 4 times of 4; "We" and "Then" start a line or a sentence: not counted
+    assert read_word_case(case_out) == {"susan": pytest.approx((4 + 0.093) / 5, abs=1e-3)}
     refused = subprocess.run([sys.executable, "-m", "runtime.app.cli", "lm", "words", "--text",
                               str(tmp_path / "iamondb_val.txt"), "--out", str(out)], cwd=ROOT, capture_output=True,
                              text=True, timeout=60)

@@ -17,6 +17,12 @@ dropped (their mass goes to the back-off, as in SRILM/KenLM pruning), which sets
 
 Written as a back-off ARPA file (interpolated probabilities, back-off weight = the interpolation
 weight), gzip-compressed when the name ends in ``.gz`` (fixed mtime, so reproducible).
+
+Beside it, the word case table (``--case-out``; :func:`runtime.word_lm.read_word_case`): the LM
+knows no case, so the decoder's case model gives every word the same odds of a capital; the table
+gives the words that the text capitalises inside sentences (names, "Monday", "I") their own,
+counted where a capital says something about the word: not a line's first word, not after a
+sentence end or a colon.
 """
 from __future__ import annotations
 
@@ -31,11 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.word_beam import TEXT_CASE_PRIORS
 from runtime.word_lm import BOS, EOS, UNK, lm_units
 
 DEFAULT_TEXT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "text"
 DEFAULT_TEXTS = ("gutenberg.txt.gz", "masc.txt.gz")
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "runtime" / "models" / "wordlm.arpa.gz"
+DEFAULT_CASE_OUT = DEFAULT_OUT.with_name("wordcase.tsv.gz")
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 
@@ -234,6 +242,57 @@ def build_kneser_ney(sentences: list, vocab: list, order: int = 3, min_top_count
     return words, grams
 
 
+_SENTENCE_END_RE = re.compile(r"[.!?:][\"')\]]*$")  # a token that ends a sentence (quotes and brackets after it)
+_LEADING_WORD_RE = re.compile(r"[A-Za-z]+")
+
+
+def count_word_case(lines) -> tuple:
+    """``(capitalised, seen)`` Counters: per lowercase word (a token's leading letters), how often
+    it starts with a capital and how often it is seen where case tells about the word (not a
+    line's first token, not after a sentence end or a colon)."""
+    capitalised, seen = Counter(), Counter()
+    for line in lines:
+        tokens = line.split()
+        for prev, token in zip(tokens, tokens[1:]):
+            if not token[0].isalpha() or _SENTENCE_END_RE.search(prev):
+                continue
+            word = _LEADING_WORD_RE.match(token).group(0).lower()
+            seen[word] += 1
+            capitalised[word] += token[0].isupper()
+    return capitalised, seen
+
+
+def word_case_table(capitalised: Counter, seen: Counter, prior: float, min_count: int = 2,
+                    min_prob: float = 0.3, prior_weight: float = 1.0) -> list:
+    """``[(word, P(capital)), ...]`` sorted: each word seen ``min_count`` times whose capital
+    probability, smoothed towards ``prior`` (the case model's word-start prior) with
+    ``prior_weight`` pseudo-counts, is at least ``min_prob``. The words below it are left to
+    the prior: they would only make a small letter a little likelier than it already is."""
+    rows = []
+    for word, n in seen.items():
+        p = (capitalised[word] + prior_weight * prior) / (n + prior_weight)
+        if n >= min_count and p >= min_prob:
+            rows.append((word, p))
+    return sorted(rows)
+
+
+def _write_text(path, text: str) -> None:
+    """Write ``text`` (gzip when ``path`` ends in ``.gz``, with a fixed mtime: reproducible)."""
+    data = text.encode("utf-8")
+    path = str(path)
+    if path.endswith(".gz"):
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as f:
+            f.write(data)
+    else:
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+def write_word_case(path, rows: list) -> None:
+    """Write the word case table: ``word<TAB>probability`` a line (3 decimals)."""
+    _write_text(path, "".join(f"{w}\t{p:.3f}\n" for w, p in rows))
+
+
 def write_arpa(path, words: list, grams: list) -> None:
     """Write an ARPA file (gzip when ``path`` ends in ``.gz``, with a fixed mtime)."""
     buf = io.StringIO()
@@ -251,14 +310,7 @@ def write_arpa(path, words: list, grams: list) -> None:
             else:
                 buf.write(f"{lp:.6g}\t{text}\n")
     buf.write("\n\\end\\\n")
-    data = buf.getvalue().encode("utf-8")
-    path = str(path)
-    if path.endswith(".gz"):
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as f:
-            f.write(data)
-    else:
-        with open(path, "wb") as f:
-            f.write(data)
+    _write_text(path, buf.getvalue())
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -276,6 +328,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wordfreq-weight", type=float, default=0.3,
                         help="weight of wordfreq's frequencies mixed into the unigram level")
     parser.add_argument("--lang", default="en", help="wordfreq language")
+    parser.add_argument("--case-out", default=str(DEFAULT_CASE_OUT),
+                        help="word case table to write beside the LM (.gz: gzip)")
+    parser.add_argument("--case-min-count", type=int, default=2, help="words seen fewer times inside sentences "
+                        "are left out of the case table")
+    parser.add_argument("--case-min-prob", type=float, default=0.3,
+                        help="words capitalised less often than this (smoothed) are left out of the case table")
 
 
 def run(args) -> int:
@@ -283,6 +341,9 @@ def run(args) -> int:
         paths = text_paths(args.text)
     except ValueError as exc:
         print(f"inkstream lm: {exc}", file=sys.stderr)
+        return 2
+    if args.case_min_count < 1 or not 0 < args.case_min_prob < 1:
+        print("inkstream lm: --case-min-count must be >= 1 and --case-min-prob in (0, 1)", file=sys.stderr)
         return 2
     if args.min_top_count < 1 or args.min_bigram_count < 1:
         print("inkstream lm: --min-top-count and --min-bigram-count must be >= 1", file=sys.stderr)
@@ -303,9 +364,14 @@ def run(args) -> int:
         print(f"inkstream lm: {exc}", file=sys.stderr)
         return 2
     write_arpa(args.out, words, grams)
+    case_rows = word_case_table(*count_word_case(text_lines(paths)), TEXT_CASE_PRIORS.word_start,
+                                args.case_min_count, args.case_min_prob)
+    write_word_case(args.case_out, case_rows)
     tokens = sum(len(s) for s in sentences)
     oov = sum(c for u, c in counts.items() if u not in vocab)
     sizes = ", ".join(f"{n}-grams {len(g[0])}" for n, g in enumerate(grams, start=1))
     print(f"{args.out}: {len(sentences)} sentences, {tokens} units ({100 * oov / max(tokens, 1):.2f} % <unk>), "
           f"vocabulary {len(words)}, {sizes}; {os.path.getsize(args.out) / 1e6:.2f} MB")
+    print(f"{args.case_out}: {len(case_rows)} words capitalised inside sentences; "
+          f"{os.path.getsize(args.case_out) / 1e3:.0f} kB")
     return 0
