@@ -52,8 +52,8 @@ def default_word_case_path() -> Path:
 def read_word_case(path=None) -> dict:
     """The word case table (``inkstream lm words`` writes it beside the word LM): lowercase word ->
     P(its first letter is a capital | it stands inside a sentence), one ``word<TAB>probability``
-    a line, for the words text writes with a capital more often than not ("susan", "monday",
-    "i"). ValueError naming the file and line on a malformed one."""
+    a line, for the words text writes with a capital often ("susan", "monday", "english").
+    ValueError naming the file and line on a malformed one."""
     path = str(path or default_word_case_path())
     if not os.path.exists(path):
         raise FileNotFoundError(f"word case file {path} does not exist")
