@@ -54,12 +54,14 @@ class ErrorCounter:
     :func:`split_punctuation`) both texts of each pair are normalised first.
     """
 
-    def __init__(self, normalise=None):
+    def __init__(self, normalise=None, canonical: bool = True):
         self.normalise = normalise
+        self.canonical = canonical  # False: compare the texts as given (line breaks that count)
         self.char_errors = self.chars = self.word_errors = self.words = self.samples = 0
 
     def add(self, ref: str, hyp: str) -> None:
-        ref, hyp = canonical_text(ref), canonical_text(hyp)
+        if self.canonical:
+            ref, hyp = canonical_text(ref), canonical_text(hyp)
         if self.normalise is not None:
             ref, hyp = self.normalise(ref), self.normalise(hyp)
         self.samples += 1

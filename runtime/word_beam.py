@@ -108,7 +108,9 @@ class _Hyp:
         # owed if another character follows, `tail` (<= 0) if the line ends there
         self.after = after
         self.tail = tail
-        self.caps = caps  # capitals in a row at the end of the unfinished word (the case model's state)
+        # capitals in a row at the end of the unfinished word, an apostrophe between them kept
+        # ("DON'"): the case model's state
+        self.caps = caps
         # how the unfinished word started, for the word case table: 0 nothing to add (a sentence
         # start, a digit), 1 / 2 a small / capital letter inside a line, 3 / 4 the same at its start
         self.wcase = wcase
@@ -303,6 +305,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         self._init_word_case(CasePriors(*case_priors), word_case_path)
         self.line_end_hyphen = None if line_end_hyphen is None else float(line_end_hyphen)
         self._hyphen = alphabet.encode("-")[0] if "-" in alphabet.chars else -1
+        self._apostrophe = alphabet.encode("'")[0] if "'" in alphabet.chars else -1
 
     def _init_case_model(self, priors: CasePriors) -> None:
         """Tables of the case model (see the class docstring): per alphabet id, the character
@@ -345,10 +348,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
 
     def _init_word_case(self, priors: CasePriors, path) -> None:
         """Per word of the case table, the weighted log-ratio of its own capital probability to
-        the case model's at a word start and at a line start, indexed by ``_Hyp.wcase``; and, per
-        index, the most any of them adds (a pruning bound)."""
+        the case model's at a word start and at a line start, indexed by ``_Hyp.wcase``."""
         self._word_case: dict = {}
-        self._word_case_gains = [0.0] * 5
         if not (self._case_on and self.word_case_weight > 0):
             return
         w, p0, q0 = self.word_case_weight, priors.word_start, priors.line_start
@@ -360,7 +361,6 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
             adj = (0.0, w * (math.log1p(-p) - math.log1p(-p0)), w * (math.log(p) - math.log(p0)),
                    w * (math.log1p(-q) - math.log1p(-q0)), w * (math.log(q) - math.log(q0)))
             self._word_case[word] = adj
-            self._word_case_gains = [max(g, a) for g, a in zip(self._word_case_gains, adj)]
 
     def _word_case_score(self, run: str, wcase: int) -> float:
         """What the word case table adds when ``run`` completes, having started as ``wcase`` says."""
@@ -465,8 +465,9 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                     prev = hyp.char  # the word's last character so far
                     # the character LM's own factor: its history restarts after a digit
                     lm_case = (self._lm_case_start if self._digit[prev] else self._lm_case_inside)[c]
-                    probs = (self._case_after_small if not self._capital[prev] else
-                             self._case_after_capitals if hyp.caps > 1 else self._case_after_capital)
+                    # "DON'T": an apostrophe keeps a word's run of capitals (caps), "O'neil" not
+                    probs = (self._case_after_capitals if hyp.caps > 1 else
+                             self._case_after_capital if self._capital[prev] else self._case_after_small)
                 else:
                     lm_case = self._lm_case_start[c]
                     if hyp.emissions is None:  # only the root has no emissions
@@ -483,6 +484,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
             run, wctx = hyp.run + ch, hyp.wctx
             if self._capital[c]:
                 caps = hyp.caps + 1 if hyp.run else 1
+            elif c == self._apostrophe:
+                caps = hyp.caps
         else:
             punct = "" if self._space[c] else ch
             delta, wctx = self._complete(hyp.run, hyp.run_lm, hyp.wctx, punct, user)
@@ -529,7 +532,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         the case model's term, or a completed word whose swapped-out character scores were low."""
         return ((self.char_swap * -hyp.run_lm - self.word_start_cost if hyp.run else 0.0)
                 + 2 * max(self.word_bonus, 0.0) + self._case_gain
-                + self._word_case_gains[hyp.wcase]
+                # the word an extension can complete is hyp's own: its case-table term, exactly
+                + (max(0.0, self._word_case_score(hyp.run, hyp.wcase)) if hyp.wcase else 0.0)
                 + (state.user_words.max_step if state.user_words is not None else 0.0))
 
     def _run_gains(self, state) -> list:

@@ -53,21 +53,27 @@ def read_word_case(path=None) -> dict:
     """The word case table (``inkstream lm words`` writes it beside the word LM): lowercase word ->
     P(its first letter is a capital | it stands inside a sentence), one ``word<TAB>probability``
     a line, for the words text writes with a capital often ("susan", "monday", "english").
-    ValueError naming the file and line on a malformed one."""
+    Blank lines are skipped. ValueError naming the file and line on a malformed one."""
     path = str(path or default_word_case_path())
     if not os.path.exists(path):
         raise FileNotFoundError(f"word case file {path} does not exist")
     table = {}
     with _open_text(path) as f:
         for n, line in enumerate(f, start=1):
-            parts = line.rstrip("\n").split("\t")
+            line = line.lstrip("\ufeff") if n == 1 else line  # a byte-order mark
+            if not line.strip():
+                continue
+            parts = line.rstrip("\r\n").split("\t")
             try:
                 word, p = parts[0], float(parts[1])
             except (IndexError, ValueError):
                 raise ValueError(f"{path}:{n}: expected word<TAB>probability, got {line.strip()[:60]!r}") from None
-            if len(parts) != 2 or not word or word != word.lower() or not 0 < p < 1:
-                raise ValueError(f"{path}:{n}: expected a lowercase word and a probability in (0, 1), "
-                                 f"got {line.strip()[:60]!r}")
+            # the decoder looks a word up by its letters and digits before any apostrophe
+            if len(parts) != 2 or not word.isalnum() or word != word.lower() or not 0 < p < 1:
+                raise ValueError(f"{path}:{n}: expected a lowercase word (letters and digits) and a probability "
+                                 f"in (0, 1), got {line.strip()[:60]!r}")
+            if word in table:
+                raise ValueError(f"{path}:{n}: {word!r} is listed twice")
             table[word] = p
     return table
 

@@ -536,3 +536,7 @@ def test_error_rates_ignore_layout_and_typographic_marks_the_ink_does_not_show()
     assert counter.char_errors == counter.word_errors == 0 and counter.words == 6
     counter.add("caf\u00e9", "cafe")
     assert counter.char_errors == 1
+    # where line breaks are the point (eval --paragraphs: a wrong cut), they still count
+    as_given = ErrorCounter(canonical=False)
+    as_given.add("one line\nand the next", "one line and the next")
+    assert as_given.char_errors == 1

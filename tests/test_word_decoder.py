@@ -12,7 +12,7 @@ from runtime.alphabet import Alphabet
 from runtime.lm import CharLanguageModel
 from runtime.word_beam import CtcWordBeamDecoder, UserWords
 from runtime.word_lm import WordLanguageModel, default_word_lm_path, lm_units, read_arpa, read_word_case
-from training.word_lm import build_kneser_ney, write_arpa, write_word_case
+from training.word_lm import build_kneser_ney, count_word_case, write_arpa, write_word_case
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "runtime" / "unipen_lines.npz"
@@ -232,8 +232,10 @@ def test_the_case_model_keeps_a_word_in_one_case(tiny_arpa, char_lm):
     off = CtcWordBeamDecoder(alphabet, lm=char_lm, word_lm_path=tiny_arpa, case_weight=0)
     cases = [("the cat sat", "the cAt sat", {5: ("A", 0.6)}),  # "A" slightly likelier than "a"
              ("the cat sat. The dog sat", "the cat sat. the dog sat", {13: ("t", 0.55)}),
-             # after two capitals a word goes on in capitals ("LEXIngton" is rare in text)
-             ("the CAT sat", "the CAt sat", {6: ("t", 0.55)})]
+             # after two capitals a word goes on in capitals ("LEXIngton" is rare in text), past an
+             # apostrophe too
+             ("the CAT sat", "the CAt sat", {6: ("t", 0.55)}),
+             ("the CAT DON'T sat", "the CAT DON't sat", {12: ("t", 0.55)})]
     for truth, ink_favours, confusions in cases:
         lp = _peaked(alphabet, truth, confusions=confusions, seed=4)
         for dec, expected in ((off, ink_favours), (on, truth)):
@@ -270,7 +272,9 @@ def test_the_word_case_table_capitalises_a_name(tiny_arpa, char_lm, tmp_path):
 @pytest.mark.parametrize("text, problem", [("susan\n", "expected word<TAB>probability"),
                                            ("susan\tmany\n", "expected word<TAB>probability"),
                                            ("Susan\t0.9\n", "lowercase word"), ("susan\t1.0\n", "in \\(0, 1\\)"),
-                                           ("susan\t0.9\textra\n", "lowercase word")])
+                                           ("susan\t0.9\textra\n", "lowercase word"),
+                                           ("new york\t0.9\n", "lowercase word"), ("o'neil\t0.9\n", "lowercase word"),
+                                           ("monday\t0.5\n", "listed twice")])
 def test_a_bad_word_case_table_is_refused_with_its_line(tmp_path, text, problem):
     path = tmp_path / "case.tsv"
     path.write_text("monday\t0.96\n" + text)
@@ -278,6 +282,21 @@ def test_a_bad_word_case_table_is_refused_with_its_line(tmp_path, text, problem)
         read_word_case(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_word_case(tmp_path / "missing.tsv")
+
+
+def test_a_word_case_table_with_a_byte_order_mark_and_blank_lines_reads(tmp_path):
+    path = tmp_path / "case.tsv"
+    path.write_bytes("\ufeffsusan\t0.94\r\n\nmonday\t0.96\n\n".encode("utf-8"))
+    assert read_word_case(path) == {"susan": 0.94, "monday": 0.96}
+
+
+def test_word_case_counts_only_where_a_capital_tells_about_the_word():
+    """Not a line's first token, not after a sentence end or a colon; a word is its leading
+    letters in any alphabet ("Zoë's" is "zoë"), a token without them is skipped."""
+    capitalised, seen = count_word_case(["Then Émile met Zoë's aunt. She said: Yes 42 times",
+                                         "naïve Naïve 'quoted' Émile"])
+    assert seen == {"émile": 2, "met": 1, "zoë": 1, "aunt": 1, "said": 1, "times": 1, "naïve": 1}
+    assert capitalised == {"émile": 2, "zoë": 1, "naïve": 1, "met": 0, "aunt": 0, "said": 0, "times": 0}
 
 
 def test_a_word_broken_at_the_line_end_keeps_its_hyphen(tiny_arpa, char_lm):
@@ -409,10 +428,10 @@ def test_the_lm_command_builds_a_word_lm_the_decoder_reads(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("the cat sat on the mat.\nthe dog sat on the log, and the cat ran.\n" * 3
                     + "We saw Susan and the cat. Then the cat saw Susan.\n" * 2)
-    out, case_out = tmp_path / "lm.arpa.gz", tmp_path / "case.tsv.gz"
+    out, case_out = tmp_path / "lm.arpa.gz", tmp_path / "wordcase.tsv.gz"  # the table goes beside the LM
     r = subprocess.run([sys.executable, "-m", "runtime.app.cli", "lm", "words", "--text", str(text), "--out", str(out),
-                        "--case-out", str(case_out), "--vocab", "20", "--min-top-count", "1",
-                        "--min-bigram-count", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                        "--vocab", "20", "--min-top-count", "1", "--min-bigram-count", "1"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lm = WordLanguageModel(out)
     assert "cat" in lm and "zebra" not in lm

@@ -43,7 +43,7 @@ from runtime.word_lm import BOS, EOS, UNK, lm_units
 DEFAULT_TEXT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "text"
 DEFAULT_TEXTS = ("gutenberg.txt.gz", "masc.txt.gz")
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "runtime" / "models" / "wordlm.arpa.gz"
-DEFAULT_CASE_OUT = DEFAULT_OUT.with_name("wordcase.tsv.gz")
+CASE_TABLE_NAME = "wordcase.tsv.gz"  # written beside the LM unless --case-out says where
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 
@@ -243,7 +243,7 @@ def build_kneser_ney(sentences: list, vocab: list, order: int = 3, min_top_count
 
 
 _SENTENCE_END_RE = re.compile(r"[.!?:][\"')\]]*$")  # a token that ends a sentence (quotes and brackets after it)
-_LEADING_WORD_RE = re.compile(r"[A-Za-z]+")
+_LEADING_WORD_RE = re.compile(r"[^\W\d_]+")  # letters, any alphabet
 
 
 def count_word_case(lines) -> tuple:
@@ -254,9 +254,10 @@ def count_word_case(lines) -> tuple:
     for line in lines:
         tokens = line.split()
         for prev, token in zip(tokens, tokens[1:]):
-            if not token[0].isalpha() or _SENTENCE_END_RE.search(prev):
+            lead = _LEADING_WORD_RE.match(token)
+            if lead is None or _SENTENCE_END_RE.search(prev):
                 continue
-            word = _LEADING_WORD_RE.match(token).group(0).lower()
+            word = lead.group(0).lower()
             seen[word] += 1
             capitalised[word] += token[0].isupper()
     return capitalised, seen
@@ -331,8 +332,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wordfreq-weight", type=float, default=0.3,
                         help="weight of wordfreq's frequencies mixed into the unigram level")
     parser.add_argument("--lang", default="en", help="wordfreq language")
-    parser.add_argument("--case-out", default=str(DEFAULT_CASE_OUT),
-                        help="word case table to write beside the LM (.gz: gzip)")
+    parser.add_argument("--case-out", default=None,
+                        help=f"word case table to write (.gz: gzip; default: {CASE_TABLE_NAME} beside --out)")
     parser.add_argument("--case-min-count", type=int, default=2, help="words seen fewer times inside sentences "
                         "are left out of the case table")
     parser.add_argument("--case-min-prob", type=float, default=0.3,
@@ -366,15 +367,20 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"inkstream lm: {exc}", file=sys.stderr)
         return 2
-    write_arpa(args.out, words, grams)
     case_rows = word_case_table(*count_word_case(text_lines(paths)), TEXT_CASE_PRIORS.word_start,
                                 args.case_min_count, args.case_min_prob)
-    write_word_case(args.case_out, case_rows)
+    case_out = args.case_out or str(Path(args.out).with_name(CASE_TABLE_NAME))
+    try:
+        write_arpa(args.out, words, grams)
+        write_word_case(case_out, case_rows)
+    except OSError as exc:  # a folder that does not exist, a read-only place
+        print(f"inkstream lm: cannot write: {exc}", file=sys.stderr)
+        return 2
     tokens = sum(len(s) for s in sentences)
     oov = sum(c for u, c in counts.items() if u not in vocab)
     sizes = ", ".join(f"{n}-grams {len(g[0])}" for n, g in enumerate(grams, start=1))
     print(f"{args.out}: {len(sentences)} sentences, {tokens} units ({100 * oov / max(tokens, 1):.2f} % <unk>), "
           f"vocabulary {len(words)}, {sizes}; {os.path.getsize(args.out) / 1e6:.2f} MB")
-    print(f"{args.case_out}: {len(case_rows)} words capitalised inside sentences; "
-          f"{os.path.getsize(args.case_out) / 1e3:.0f} kB")
+    print(f"{case_out}: {len(case_rows)} words capitalised inside sentences; "
+          f"{os.path.getsize(case_out) / 1e3:.0f} kB")
     return 0
