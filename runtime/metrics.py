@@ -50,8 +50,9 @@ class ErrorCounter:
     """Accumulates character and word errors over many (reference, hypothesis) pairs.
 
     CER = sum of character edit distances / total reference characters; WER the same over
-    space-separated words, both of :func:`canonical_text`. Both are fractions (0.05 means 5 %). With ``normalise`` (e.g.
-    :func:`split_punctuation`) both texts of each pair are normalised first.
+    space-separated words, both of :func:`canonical_text` (unless ``canonical`` is False). Both
+    are fractions (0.05 means 5 %). With ``normalise`` (e.g. :func:`split_punctuation`) both
+    texts of each pair are normalised first.
     """
 
     def __init__(self, normalise=None, canonical: bool = True):

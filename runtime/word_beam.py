@@ -211,8 +211,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
       swapped for the word LM's, which knows no case: without a case model "GerMan" and "German"
       cost the same. The case model scores each letter of a word as a capital or not from where
       it stands (a sentence start, another word start, a line start, after a single capital,
-      after two or more, after a small letter) and keeps that score through the swap. 0 turns it off; so does
-      ``lm_weight`` 0 (no character LM, no case factor to replace). Chosen on the validation
+      after two or more, after a small letter) and keeps that score through the swap. 0 turns
+      it off; so does ``lm_weight`` 0 (no character LM, no case factor to replace). Chosen on the validation
       sets (docs/model_card.md);
     * ``word_case_weight`` (with the case model; 0 turns it off): a word of the word case table
       (``word_case_path``, default the shipped ``runtime/models/wordcase.tsv.gz``,
@@ -300,9 +300,10 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         self._ends_word = [not r for r in self._run_char]  # what completes a word and earns its LM score
         self._complete_cache: dict = {}  # (run, word context, punctuation) -> _word_score(...)
         self.case_weight = float(case_weight)
-        self._init_case_model(CasePriors(*case_priors))
+        priors = CasePriors(*case_priors)
+        self._init_case_model(priors)
         self.word_case_weight = float(word_case_weight)
-        self._init_word_case(CasePriors(*case_priors), word_case_path)
+        self._init_word_case(priors, word_case_path)
         self.line_end_hyphen = None if line_end_hyphen is None else float(line_end_hyphen)
         self._hyphen = alphabet.encode("-")[0] if "-" in alphabet.chars else -1
         self._apostrophe = alphabet.encode("'")[0] if "'" in alphabet.chars else -1
@@ -385,9 +386,11 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         return self._finish(hyp, state.user_words) + hyp.tail
 
     # ---- word scores -------------------------------------------------------------------------
-    def _complete(self, run: str, run_lm: float, wctx: tuple, punct: str, user: Optional[UserWords]):
+    def _complete(self, run: str, run_lm: float, wctx: tuple, punct: str, user: Optional[UserWords],
+                  wcase: int = 0):
         """``(score, context)`` for completing ``run`` (and the punctuation mark ``punct``, "" for a
-        space) from word context ``wctx``."""
+        space) from word context ``wctx``; ``wcase`` says how the word started (``_Hyp.wcase``),
+        for the word case table's term."""
         if user is None:  # the common case, cached: the same word ends in many hypotheses and frames
             key = (run, wctx, punct)
             hit = self._complete_cache.get(key)
@@ -400,6 +403,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         total, wctx, swap = hit
         if swap:
             total -= self.char_swap * run_lm
+        if wcase:
+            total += self._word_case_score(run, wcase)
         return total, wctx
 
     def _word_score(self, run: str, wctx: tuple, punct: str, user: Optional[UserWords]):
@@ -434,9 +439,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         the user-word credit it would give back."""
         score = 0.0
         if h.run:
-            score += self._complete(h.run, h.run_lm, h.wctx, "", user)[0]
-            if h.wcase:
-                score += self._word_case_score(h.run, h.wcase)
+            score += self._complete(h.run, h.run_lm, h.wctx, "", user, h.wcase)[0]
         if h.hot is not None:
             prefix, earned, kept = h.hot
             if prefix not in user.phrases:  # the end of input is a word boundary
@@ -450,8 +453,8 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
         hyp.parent = None
 
     def _extend(self, hyp: _Hyp, c: int, char_lp: float, user: Optional[UserWords]):
-        """``(lm score, wctx, run, run_lm, hot, after, tail, caps, wcase)`` of ``hyp`` extended by character
-        ``c`` (see :class:`_Hyp`); ``char_lp`` is the weighted character-LM log-probability of ``c``."""
+        """``(lm score, wctx, run, run_lm, hot, after, tail, caps, wcase)`` of ``hyp`` extended by
+        character ``c`` (see :class:`_Hyp`); ``char_lp`` is the weighted character-LM log-probability of ``c``."""
         lm_score = hyp.lm + char_lp + hyp.after
         ch = self._lower[c]
         after = tail = 0.0
@@ -488,9 +491,7 @@ class CtcWordBeamDecoder(CtcPrefixBeamDecoder):
                 caps = hyp.caps
         else:
             punct = "" if self._space[c] else ch
-            delta, wctx = self._complete(hyp.run, hyp.run_lm, hyp.wctx, punct, user)
-            if hyp.wcase:
-                delta += self._word_case_score(hyp.run, hyp.wcase)
+            delta, wctx = self._complete(hyp.run, hyp.run_lm, hyp.wctx, punct, user, hyp.wcase)
             if punct and self.word_lm is not None and punct in self.word_lm:
                 delta -= char_lp  # the word LM models a punctuation mark in context: its score replaces the floor's
             if c == self._hyphen and hyp.run and self.line_end_hyphen is not None:

@@ -73,9 +73,9 @@ def text_lines(paths):
             yield from f
 
 
-def read_sentences(paths) -> list:
-    """Unit lists of every non-empty line of the text files."""
-    return [units for units in map(lm_units, text_lines(paths)) if units]
+def unit_sentences(lines) -> list:
+    """Unit lists of every non-empty line of the text."""
+    return [units for units in map(lm_units, lines) if units]
 
 
 def wordfreq_vocabulary(n: int, lang: str = "en") -> dict:
@@ -355,7 +355,8 @@ def run(args) -> int:
     if not 0 <= args.wordfreq_weight < 1:
         print(f"inkstream lm: --wordfreq-weight must be in [0, 1), got {args.wordfreq_weight}", file=sys.stderr)
         return 2
-    sentences = read_sentences(paths)
+    lines = list(text_lines(paths))  # read once: the LM and the case table both count them
+    sentences = unit_sentences(lines)
     counts = Counter(u for s in sentences for u in s)
     prior = wordfreq_vocabulary(args.vocab, args.lang)
     vocab = set(prior)
@@ -367,7 +368,7 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"inkstream lm: {exc}", file=sys.stderr)
         return 2
-    case_rows = word_case_table(*count_word_case(text_lines(paths)), TEXT_CASE_PRIORS.word_start,
+    case_rows = word_case_table(*count_word_case(lines), TEXT_CASE_PRIORS.word_start,
                                 args.case_min_count, args.case_min_prob)
     case_out = args.case_out or str(Path(args.out).with_name(CASE_TABLE_NAME))
     try:
